@@ -1,0 +1,94 @@
+"""Praat TextGrid reading and writing (interval tiers), through ``praatio``."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from .labels import PathLike, Segment, SegmentLike, _as_segments
+
+__all__ = ["read_textgrid", "write_textgrid"]
+
+
+def _praatio():
+    try:
+        from praatio import textgrid
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "TextGrid support needs praatio: pip install 'pytorch-hmm[audio]'"
+        ) from err
+    return textgrid
+
+
+def read_textgrid(
+    path: PathLike,
+    *,
+    tiers: Optional[Sequence[str]] = None,
+    include_empty: bool = False,
+) -> Dict[str, List[Segment]]:
+    """Read the interval tiers of a Praat TextGrid (long or short text format).
+
+    Args:
+        path: the TextGrid file.
+        tiers: names of the tiers to return (default: every interval tier). A missing name is
+            a ``KeyError`` listing the tiers present.
+        include_empty: keep intervals with an empty label (Praat's unlabelled gaps).
+
+    Returns:
+        dict tier name -> list of :class:`~pytorch_hmm.io.labels.Segment` (seconds), in
+        tier order. Point tiers are skipped.
+    """
+    tg_mod = _praatio()
+    tg = tg_mod.openTextgrid(str(path), includeEmptyIntervals=include_empty)
+    names = list(tg.tierNames)
+    wanted = names if tiers is None else list(tiers)
+    out: Dict[str, List[Segment]] = {}
+    for name in wanted:
+        if name not in names:
+            raise KeyError(f"tier {name!r} not in {path}; tiers present: {names}")
+        tier = tg.getTier(name)
+        if tier.tierType != "IntervalTier":
+            if tiers is not None:
+                raise ValueError(f"tier {name!r} is a {tier.tierType}, not an interval tier")
+            continue
+        out[name] = [
+            Segment(float(e.start), float(e.end), e.label)
+            for e in tier.entries
+            if include_empty or e.label.strip()
+        ]
+    return out
+
+
+def write_textgrid(
+    path: PathLike,
+    tiers: Mapping[str, Sequence[SegmentLike]],
+    *,
+    xmin: float = 0.0,
+    xmax: Optional[float] = None,
+    format: str = "long_textgrid",
+) -> None:
+    """Write interval tiers to a Praat TextGrid with praatio.
+
+    Args:
+        path: output file.
+        tiers: dict tier name -> list of ``(start, end, label)`` in seconds; dict order is the
+            tier order. Gaps between intervals are written as empty intervals.
+        xmin, xmax: the TextGrid's time range (``xmax`` default: the latest end over tiers).
+        format: praatio output format, ``"long_textgrid"`` (Praat's default text format),
+            ``"short_textgrid"`` or ``"json"``.
+    """
+    tg_mod = _praatio()
+    from praatio.data_classes.interval_tier import IntervalTier
+
+    if not tiers:
+        raise ValueError("tiers must hold at least one tier")
+    segs = {name: _as_segments(ivs, f"tiers[{name!r}]") for name, ivs in tiers.items()}
+    latest = max((s.end for ivs in segs.values() for s in ivs), default=xmin)
+    if xmax is None:
+        xmax = latest
+    if xmax < latest:
+        raise ValueError(f"xmax = {xmax} is before the latest interval end {latest}")
+    tg = tg_mod.Textgrid(minTimestamp=xmin, maxTimestamp=xmax)
+    for name, ivs in segs.items():
+        entries = [(s.start, s.end, s.label) for s in ivs]
+        tg.addTier(IntervalTier(name, entries, minT=xmin, maxT=xmax))
+    tg.save(str(path), format=format, includeBlankSpaces=True, reportingMode="error")
