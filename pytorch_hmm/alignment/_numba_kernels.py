@@ -1,0 +1,320 @@
+"""Compiled CPU kernels (numba) for DTW, soft-DTW, CTC forced alignment and MAS.
+
+This module imports numba at import time; the public modules import it lazily through
+:func:`get_kernels`, which returns ``None`` when numba is missing or broken so that callers
+fall back to their pure-torch paths. Kernels take numpy arrays (already padded to the batch
+maxima) and per-item lengths, and run in parallel over the batch (``prange``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+_INF = np.inf
+_JIT = dict(cache=True, nogil=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# DTW
+# ----------------------------------------------------------------------------------------------
+@nb.njit(**_JIT)
+def _dtw_one(C, n, m, di, dj, w, band, open_begin, open_end, norm_code, path_out):
+    """DTW on one ``(n, m)`` cost matrix; returns ``(cost, end_col, path_len)``.
+
+    Rolling rows of the accumulated cost plus an int8 matrix of chosen steps (for the
+    backtrack): memory ``n * m`` bytes. Ties go to the first step of the pattern, as in
+    dtw-python and librosa. ``norm_code``: 0 none, 1 N+M, 2 N (used to pick the open end).
+    """
+    K = di.shape[0]
+    maxdi = 0
+    maxdj = 0
+    for k in range(K):
+        maxdi = max(maxdi, di[k])
+        maxdj = max(maxdj, dj[k])
+    nrows = maxdi + 1
+    pj = maxdj
+    R = np.full((nrows, m + pj), _INF)
+    if open_begin:
+        R[nrows - 1, pj:] = 0.0  # virtual row -1 of zeros (dtw-python's null row)
+    steps = np.full((n, m), -1, dtype=np.int8)
+    for i in range(n):
+        s = i % nrows
+        R[s, :] = _INF
+        jlo = 0
+        jhi = m - 1
+        if band >= 0:
+            jlo = max(0, i - band)
+            jhi = min(m - 1, i + band)
+        for j in range(jlo, jhi + 1):
+            c = C[i, j]
+            if i == 0 and j == 0 and not open_begin:
+                R[s, pj] = c
+                continue
+            best = _INF
+            bk = -1
+            for k in range(K):
+                ii = i - di[k]
+                if ii < -1 or (ii == -1 and not open_begin):
+                    continue
+                v = R[(ii + nrows) % nrows, pj + j - dj[k]] + w[k] * c
+                if v < best:
+                    best = v
+                    bk = k
+            R[s, pj + j] = best
+            steps[i, j] = bk
+    last = (n - 1) % nrows
+    jend = m - 1
+    if open_end:
+        bestv = _INF
+        for j in range(m):
+            v = R[last, pj + j]
+            if norm_code == 1:
+                v = v / (n + j + 1)
+            elif norm_code == 2:
+                v = v / n
+            if v < bestv:
+                bestv = v
+                jend = j
+    cost = R[last, pj + jend]
+    if cost == _INF:
+        return cost, jend, 0
+    # backtrack (reversed into path_out, then flipped)
+    i = n - 1
+    j = jend
+    L = 0
+    while True:
+        path_out[L, 0] = i
+        path_out[L, 1] = j
+        L += 1
+        k = steps[i, j]
+        if k < 0:
+            break
+        i -= di[k]
+        j -= dj[k]
+        if i < 0:
+            break
+    for a in range(L // 2):
+        t0 = path_out[a, 0]
+        t1 = path_out[a, 1]
+        path_out[a, 0] = path_out[L - 1 - a, 0]
+        path_out[a, 1] = path_out[L - 1 - a, 1]
+        path_out[L - 1 - a, 0] = t0
+        path_out[L - 1 - a, 1] = t1
+    return cost, jend, L
+
+
+@nb.njit(parallel=True, cache=True)
+def dtw_batch(C, n, m, di, dj, w, band, open_begin, open_end, norm_code, path_out, cost_out,
+              end_out, len_out):
+    """Batched DTW: ``C`` ``(B, N, M)``, lengths ``n``/``m`` ``(B,)``; fills the outputs."""
+    B = C.shape[0]
+    for b in nb.prange(B):
+        cost, jend, L = _dtw_one(C[b], n[b], m[b], di, dj, w, band, open_begin, open_end,
+                                 norm_code, path_out[b])
+        cost_out[b] = cost
+        end_out[b] = jend
+        len_out[b] = L
+
+
+@nb.njit(**_JIT)
+def backtrack_steps(steps, n, jend, di, dj, path_out):
+    """Backtrack a step matrix (from the torch path) for one pair; returns the path length."""
+    i = n - 1
+    j = jend
+    L = 0
+    while True:
+        path_out[L, 0] = i
+        path_out[L, 1] = j
+        L += 1
+        k = steps[i, j]
+        if k < 0:
+            break
+        i -= di[k]
+        j -= dj[k]
+        if i < 0:
+            break
+    return L
+
+
+# ----------------------------------------------------------------------------------------------
+# Soft-DTW
+# ----------------------------------------------------------------------------------------------
+@nb.njit(**_JIT)
+def _softmin3(a, b, c, gamma):
+    ra = -a / gamma
+    rb = -b / gamma
+    rc = -c / gamma
+    rmax = max(ra, max(rb, rc))
+    if rmax == -_INF:
+        return _INF
+    s = math.exp(ra - rmax) + math.exp(rb - rmax) + math.exp(rc - rmax)
+    return -gamma * (math.log(s) + rmax)
+
+
+@nb.njit(parallel=True, cache=True)
+def soft_dtw_forward(C, n, m, gamma, band, R):
+    """Soft-DTW forward. ``R`` ``(B, N+1, M+1)`` is filled (``R[b, i+1, j+1]`` = cell (i, j))."""
+    B = C.shape[0]
+    for b in nb.prange(B):
+        Rb = R[b]
+        Rb[:, :] = _INF
+        Rb[0, 0] = 0.0
+        for i in range(1, n[b] + 1):
+            jlo = 1
+            jhi = m[b]
+            if band >= 0:
+                jlo = max(1, i - band)
+                jhi = min(m[b], i + band)
+            for j in range(jlo, jhi + 1):
+                Rb[i, j] = C[b, i - 1, j - 1] + _softmin3(
+                    Rb[i - 1, j - 1], Rb[i - 1, j], Rb[i, j - 1], gamma
+                )
+
+
+@nb.njit(parallel=True, cache=True)
+def soft_dtw_backward(C, R, n, m, gamma, E):
+    """Cuturi-Blondel backward: ``E[b, i, j]`` = d loss_b / d C[b, i, j] (``E`` zero-filled)."""
+    B = C.shape[0]
+    for b in nb.prange(B):
+        nb_ = n[b]
+        mb = m[b]
+        Eb = E[b]
+        Rb = R[b]
+        Cb = C[b]
+        if Rb[nb_, mb] == _INF:
+            continue
+        for i in range(nb_ - 1, -1, -1):
+            for j in range(mb - 1, -1, -1):
+                r = Rb[i + 1, j + 1]
+                if r == _INF:
+                    continue
+                if i == nb_ - 1 and j == mb - 1:
+                    Eb[i, j] = 1.0
+                    continue
+                acc = 0.0
+                if i + 1 < nb_:
+                    r2 = Rb[i + 2, j + 1]
+                    if r2 != _INF:
+                        acc += Eb[i + 1, j] * math.exp((r2 - r - Cb[i + 1, j]) / gamma)
+                if j + 1 < mb:
+                    r2 = Rb[i + 1, j + 2]
+                    if r2 != _INF:
+                        acc += Eb[i, j + 1] * math.exp((r2 - r - Cb[i, j + 1]) / gamma)
+                if i + 1 < nb_ and j + 1 < mb:
+                    r2 = Rb[i + 2, j + 2]
+                    if r2 != _INF:
+                        acc += Eb[i + 1, j + 1] * math.exp((r2 - r - Cb[i + 1, j + 1]) / gamma)
+                Eb[i, j] = acc
+
+
+# ----------------------------------------------------------------------------------------------
+# CTC forced alignment (Viterbi)
+# ----------------------------------------------------------------------------------------------
+@nb.njit(parallel=True, cache=True)
+def ctc_viterbi(lp, tgt, T, L, blank, labels_out, scores_out, total_out):
+    """Viterbi CTC alignment per utterance.
+
+    ``lp`` ``(B, Tmax, C)`` log-probs, ``tgt`` ``(B, Smax)``, lengths ``T``/``L``. Fills
+    ``labels_out`` (``(B, Tmax)``, pre-filled with -1), ``scores_out`` (``(B, Tmax)``) and
+    ``total_out`` (``(B,)``, -inf when no alignment exists). Ties: stay, then s-1, then s-2.
+    """
+    B = lp.shape[0]
+    for b in nb.prange(B):
+        Tb = T[b]
+        Lb = L[b]
+        S = 2 * Lb + 1
+        if Tb == 0:
+            total_out[b] = 0.0 if Lb == 0 else -_INF
+            continue
+        ext = np.empty(S, dtype=np.int64)
+        for s in range(S):
+            ext[s] = blank if s % 2 == 0 else tgt[b, s // 2]
+        skip = np.zeros(S, dtype=np.bool_)
+        for s in range(3, S, 2):
+            skip[s] = ext[s] != ext[s - 2]
+        bp = np.zeros((Tb, S), dtype=np.int8)
+        prev = np.full(S, -_INF)
+        cur = np.full(S, -_INF)
+        prev[0] = lp[b, 0, blank]
+        if S > 1:
+            prev[1] = lp[b, 0, ext[1]]
+        for t in range(1, Tb):
+            for s in range(S):
+                best = prev[s]
+                k = 0
+                if s >= 1 and prev[s - 1] > best:
+                    best = prev[s - 1]
+                    k = 1
+                if skip[s] and prev[s - 2] > best:
+                    best = prev[s - 2]
+                    k = 2
+                bp[t, s] = k
+                cur[s] = best + lp[b, t, ext[s]]
+            for s in range(S):
+                prev[s] = cur[s]
+        s = S - 1
+        if S > 1 and prev[S - 2] >= prev[S - 1]:
+            s = S - 2
+        tot = prev[s]
+        total_out[b] = tot
+        if tot == -_INF or math.isnan(tot):
+            total_out[b] = -_INF
+            continue
+        for t in range(Tb - 1, -1, -1):
+            lab = ext[s]
+            labels_out[b, t] = lab
+            scores_out[b, t] = lp[b, t, lab]
+            s -= bp[t, s]
+
+
+# ----------------------------------------------------------------------------------------------
+# Monotonic alignment search (Glow-TTS)
+# ----------------------------------------------------------------------------------------------
+@nb.njit(parallel=True, cache=True)
+def mas(value, tx, ty, path_out, dur_out):
+    """Glow-TTS MAS on ``value`` ``(B, T_text, T_mel)``; writes 1s into zero-filled ``path_out``.
+
+    Same recurrence, tie rule and arithmetic order (in the input dtype) as monotonic-align's
+    ``maximum_path_each``, keeping two columns plus one decision byte per cell.
+    """
+    B = value.shape[0]
+    for b in nb.prange(B):
+        t_x = tx[b]
+        t_y = ty[b]
+        if t_x == 0 or t_y == 0:
+            continue
+        vb = value[b]
+        prev = np.empty(t_x, dtype=value.dtype)
+        cur = np.empty(t_x, dtype=value.dtype)
+        neg = value.dtype.type(-_INF)
+        # down[x, y]: at cell (x, y) the backtrack moves to x-1 (value[x, y-1] < value[x-1, y-1])
+        down = np.zeros((t_x, t_y), dtype=np.bool_)
+        for y in range(t_y):
+            lo = max(0, t_x + y - t_y)
+            hi = min(t_x, y + 1)
+            for x in range(lo, hi):
+                if x == y:
+                    v_cur = neg
+                else:
+                    v_cur = prev[x]
+                if x == 0:
+                    if y == 0:
+                        v_prev = value.dtype.type(0.0)
+                    else:
+                        v_prev = neg
+                else:
+                    v_prev = prev[x - 1]
+                cur[x] = max(v_cur, v_prev) + vb[x, y]
+                if x > 0 and y > 0 and (x == y or prev[x] < prev[x - 1]):
+                    down[x, y] = True
+            for x in range(lo, hi):
+                prev[x] = cur[x]
+        index = t_x - 1
+        for y in range(t_y - 1, -1, -1):
+            path_out[b, index, y] = 1
+            dur_out[b, index] += 1
+            if index != 0 and down[index, y]:
+                index -= 1

@@ -1,0 +1,498 @@
+"""Dynamic time warping (DTW) between feature sequences, single or batched.
+
+Conventions follow dtw-python: ``x`` is the *query* (rows, length ``N``), ``y`` the *reference*
+(columns, length ``M``); the accumulated cost is unnormalised (dtw-python's ``distance``) and
+``normalized_cost`` divides it by the step pattern's normaliser (``N+M`` for ``symmetric2``,
+``N`` for ``asymmetric``; ``symmetric1`` has none in dtw-python, and here it is divided by the
+path length). Ties between steps go to the first step of the pattern, as in dtw-python and
+``librosa.sequence.dtw``, so paths are identical to theirs.
+
+Two back ends compute the same thing: a compiled numba kernel (CPU tensors, parallel over the
+batch; numba is optional and imported lazily) and a pure-torch anti-diagonal wavefront (CUDA
+tensors, or CPU when numba is missing or ``backend="torch"``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Callable, List, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "StepPattern",
+    "STEP_PATTERNS",
+    "DTWResult",
+    "DTWAligner",
+    "pairwise_distance",
+    "dtw",
+]
+
+_KERNELS = None
+_KERNELS_LOADED = False
+
+
+def _load_kernels():
+    """Return the numba kernel module, or ``None`` when numba is unavailable or disabled.
+
+    Set ``PYTORCH_HMM_DISABLE_NUMBA=1`` to force the pure-torch paths.
+    """
+    global _KERNELS, _KERNELS_LOADED
+    if not _KERNELS_LOADED:
+        _KERNELS_LOADED = True
+        if os.environ.get("PYTORCH_HMM_DISABLE_NUMBA", "") not in ("", "0"):
+            _KERNELS = None
+        else:
+            try:
+                from . import _numba_kernels as k
+
+                _KERNELS = k
+            except Exception as exc:  # ImportError, or a broken numba/llvmlite install
+                if not isinstance(exc, ImportError):
+                    warnings.warn(
+                        f"numba kernels unavailable ({exc!r}); using the torch path",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                _KERNELS = None
+    return _KERNELS
+
+
+def _use_numba(device: torch.device, backend: str):
+    """Kernel module to use for ``device`` and ``backend`` ("auto", "numba", "torch"), or None."""
+    if backend not in ("auto", "numba", "torch"):
+        raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+    if backend == "torch":
+        return None
+    kernels = _load_kernels() if device.type == "cpu" else None
+    if backend == "numba" and kernels is None:
+        raise RuntimeError(
+            "backend='numba' needs numba installed and CPU tensors "
+            f"(device is {device.type}); use backend='auto' or 'torch'"
+        )
+    return kernels
+
+
+class StepPattern(NamedTuple):
+    """A DTW step pattern of single moves.
+
+    ``steps``: tuple of ``(di, dj, weight)``: cell ``(i, j)`` may be reached from
+    ``(i - di, j - dj)`` at cost ``weight * C[i, j]``; ties go to the first step.
+    ``norm``: ``"N+M"``, ``"N"`` or ``"NA"`` (none), as dtw-python's normalisation hint.
+    """
+
+    name: str
+    steps: Tuple[Tuple[int, int, float], ...]
+    norm: str
+
+
+STEP_PATTERNS = {
+    "symmetric1": StepPattern("symmetric1", ((1, 1, 1.0), (0, 1, 1.0), (1, 0, 1.0)), "NA"),
+    "symmetric2": StepPattern("symmetric2", ((1, 1, 2.0), (0, 1, 1.0), (1, 0, 1.0)), "N+M"),
+    "asymmetric": StepPattern("asymmetric", ((1, 0, 1.0), (1, 1, 1.0), (1, 2, 1.0)), "N"),
+}
+_NORM_CODE = {"NA": 0, "N+M": 1, "N": 2}
+
+
+def pairwise_distance(x: Tensor, y: Tensor, metric: str = "euclidean") -> Tensor:
+    """Local cost matrix between frames.
+
+    Args:
+        x: ``(B, N, D)`` or ``(N, D)``.
+        y: ``(B, M, D)`` or ``(M, D)``.
+        metric: ``"euclidean"``, ``"sqeuclidean"`` or ``"cosine"`` (``1 - cos``, as scipy).
+
+    Returns:
+        ``(B, N, M)`` (or ``(N, M)``) distances.
+    """
+    if metric == "euclidean":
+        return torch.cdist(x, y)
+    if metric == "sqeuclidean":
+        x2 = (x * x).sum(-1, keepdim=True)
+        y2 = (y * y).sum(-1, keepdim=True)
+        d = x2 + y2.transpose(-1, -2) - 2.0 * (x @ y.transpose(-1, -2))
+        return d.clamp_min(0.0)
+    if metric == "cosine":
+        eps = torch.finfo(x.dtype).tiny if x.is_floating_point() else 1e-30
+        xn = x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+        yn = y / y.norm(dim=-1, keepdim=True).clamp_min(eps)
+        return 1.0 - xn @ yn.transpose(-1, -2)
+    raise ValueError(
+        f"metric must be 'euclidean', 'sqeuclidean' or 'cosine' (or a callable), got {metric!r}"
+    )
+
+
+@dataclass
+class DTWResult:
+    """Result of :meth:`DTWAligner.align`.
+
+    Unbatched call: ``path`` ``(L, 2)`` long (index pairs ``(i, j)`` from the start to the end
+    cell), ``cost``/``normalized_cost`` 0-d tensors, ``path_lengths`` 0-d, ``end`` 0-d (last
+    column, differs from ``M - 1`` only with ``open_end``).
+
+    Batched call: ``path`` ``(B, L_max, 2)`` padded with -1, ``path_lengths`` ``(B,)``,
+    ``cost``/``normalized_cost``/``end`` ``(B,)``. Pairs with no admissible path (e.g. a band
+    narrower than ``|N - M|``) get ``cost = inf`` and an empty path.
+    """
+
+    path: Tensor
+    cost: Tensor
+    normalized_cost: Tensor
+    path_lengths: Tensor
+    end: Tensor
+
+    @property
+    def batched(self) -> bool:
+        return self.path.dim() == 3
+
+    def paths(self) -> List[Tensor]:
+        """Per-pair paths without padding, a list of ``(L_b, 2)`` tensors."""
+        if not self.batched:
+            return [self.path]
+        return [self.path[b, : int(n)] for b, n in enumerate(self.path_lengths.tolist())]
+
+
+def _resolve_pattern(step_pattern: Union[str, StepPattern]) -> StepPattern:
+    if isinstance(step_pattern, StepPattern):
+        pat = step_pattern
+    elif step_pattern in STEP_PATTERNS:
+        pat = STEP_PATTERNS[step_pattern]
+    else:
+        raise ValueError(
+            f"step_pattern must be one of {sorted(STEP_PATTERNS)} or a StepPattern, "
+            f"got {step_pattern!r}"
+        )
+    if len(pat.steps) == 0:
+        raise ValueError("step_pattern has no steps")
+    for di, dj, _ in pat.steps:
+        if di < 0 or dj < 0 or di + dj < 1 or di > 8 or dj > 8:
+            raise ValueError(f"invalid step ({di}, {dj}) in step pattern {pat.name!r}")
+    if not any(di >= 1 for di, _, _ in pat.steps):
+        raise ValueError(f"step pattern {pat.name!r} never advances along x")
+    if pat.norm not in _NORM_CODE:
+        raise ValueError(f"step pattern norm must be one of {sorted(_NORM_CODE)}, got {pat.norm!r}")
+    return pat
+
+
+def _check_lengths(lengths: Optional[Tensor], B: int, T: int, name: str) -> Tensor:
+    if lengths is None:
+        return torch.full((B,), T, dtype=torch.long)
+    lengths = torch.as_tensor(lengths)
+    if lengths.shape != (B,):
+        raise ValueError(f"{name} must have shape ({B},), got {tuple(lengths.shape)}")
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor, got {lengths.dtype}")
+    lengths = lengths.to("cpu", torch.long)
+    if B > 0 and (lengths.min() < 1 or lengths.max() > T):
+        raise ValueError(f"{name} must lie in [1, {T}], got {lengths.tolist()}")
+    return lengths
+
+
+class DTWAligner:
+    """Dynamic time warping aligner.
+
+    Args:
+        distance: ``"euclidean"`` (default), ``"sqeuclidean"``, ``"cosine"``, or a callable
+            ``(x (B, N, D), y (B, M, D)) -> (B, N, M)``. Ignored by :meth:`align_cost`.
+        step_pattern: ``"symmetric2"`` (default, dtw-python's default), ``"symmetric1"``
+            (librosa's default), ``"asymmetric"`` or a :class:`StepPattern`.
+        band: Sakoe-Chiba radius: cells with ``|i - j| > band`` are excluded (dtw-python's
+            ``window_type="sakoechiba"``); ``None`` for no band.
+        open_begin: the path may start at any ``(0, j)`` (dtw-python's ``open_begin``).
+        open_end: the path may end at any ``(N - 1, j)``, chosen by the smallest normalised
+            cost (raw cost for patterns without normalisation, as librosa's ``subseq``).
+        backend: ``"auto"`` (numba on CPU when installed, torch otherwise), ``"numba"``,
+            ``"torch"``.
+
+    Example:
+        >>> r = DTWAligner(step_pattern="symmetric2").align(torch.randn(50, 13), torch.randn(60, 13))
+        >>> r.path.shape[1], float(r.cost) > 0
+        (2, True)
+    """
+
+    def __init__(
+        self,
+        distance: Union[str, Callable[[Tensor, Tensor], Tensor]] = "euclidean",
+        step_pattern: Union[str, StepPattern] = "symmetric2",
+        band: Optional[int] = None,
+        open_begin: bool = False,
+        open_end: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        if isinstance(distance, str) and distance not in ("euclidean", "sqeuclidean", "cosine"):
+            raise ValueError(
+                "distance must be 'euclidean', 'sqeuclidean', 'cosine' or a callable, "
+                f"got {distance!r}"
+            )
+        if band is not None and (int(band) != band or band < 0):
+            raise ValueError(f"band must be a non-negative integer or None, got {band!r}")
+        if backend not in ("auto", "numba", "torch"):
+            raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+        self.distance = distance
+        self.pattern = _resolve_pattern(step_pattern)
+        self.band = None if band is None else int(band)
+        self.open_begin = bool(open_begin)
+        self.open_end = bool(open_end)
+        self.backend = backend
+
+    # ------------------------------------------------------------------------------------------
+    def align(
+        self,
+        x: Tensor,
+        y: Tensor,
+        x_lengths: Optional[Tensor] = None,
+        y_lengths: Optional[Tensor] = None,
+    ) -> DTWResult:
+        """Align feature sequences.
+
+        Args:
+            x: ``(N, D)`` or batched ``(B, N, D)`` query features.
+            y: ``(M, D)`` or batched ``(B, M, D)`` reference features.
+            x_lengths: ``(B,)`` valid lengths of ``x`` (batched only; default all ``N``).
+            y_lengths: ``(B,)`` valid lengths of ``y``.
+
+        Returns:
+            :class:`DTWResult` (unbatched fields for 2-D inputs).
+        """
+        if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+            raise TypeError("x and y must be torch tensors")
+        if x.dim() != y.dim() or x.dim() not in (2, 3):
+            raise ValueError(
+                "x and y must both be (N, D)/(M, D) or (B, N, D)/(B, M, D), got shapes "
+                f"{tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        if x.shape[-1] != y.shape[-1]:
+            raise ValueError(
+                f"x and y must have the same feature size D, got {x.shape[-1]} and {y.shape[-1]}"
+            )
+        if x.dim() == 3 and x.shape[0] != y.shape[0]:
+            raise ValueError(f"x and y batch sizes differ: {x.shape[0]} and {y.shape[0]}")
+        if x.dim() == 2 and (x_lengths is not None or y_lengths is not None):
+            raise ValueError("x_lengths/y_lengths are only accepted with batched (B, T, D) inputs")
+        if not x.is_floating_point():
+            x = x.float()
+        y = y.to(x.dtype)
+        with torch.no_grad():
+            if callable(self.distance):
+                cost = self.distance(x, y)
+            else:
+                cost = pairwise_distance(x, y, self.distance)
+        return self.align_cost(cost, x_lengths, y_lengths)
+
+    def align_cost(
+        self,
+        cost: Tensor,
+        x_lengths: Optional[Tensor] = None,
+        y_lengths: Optional[Tensor] = None,
+    ) -> DTWResult:
+        """Align from a given local cost matrix ``(N, M)`` or ``(B, N, M)``."""
+        if not isinstance(cost, Tensor):
+            cost = torch.as_tensor(cost)
+        if cost.dim() not in (2, 3):
+            raise ValueError(
+                f"cost must have shape (N, M) or (B, N, M), got {tuple(cost.shape)}"
+            )
+        unbatched = cost.dim() == 2
+        if unbatched:
+            if x_lengths is not None or y_lengths is not None:
+                raise ValueError("x_lengths/y_lengths need a batched (B, N, M) cost")
+            cost = cost.unsqueeze(0)
+        if not cost.is_floating_point():
+            cost = cost.double()
+        cost = cost.detach()
+        B, N, M = cost.shape
+        if N < 1 or M < 1:
+            raise ValueError(f"cost must have N, M >= 1, got shape {tuple(cost.shape)}")
+        if torch.isnan(cost).any():
+            raise ValueError("cost contains NaN")
+        n = _check_lengths(x_lengths, B, N, "x_lengths")
+        m = _check_lengths(y_lengths, B, M, "y_lengths")
+        kernels = _use_numba(cost.device, self.backend)
+        if kernels is not None:
+            res = self._numba(kernels, cost, n, m)
+        else:
+            res = self._torch(cost, n, m)
+        if unbatched:
+            L = int(res.path_lengths[0])
+            res = DTWResult(
+                res.path[0, :L],
+                res.cost[0],
+                res.normalized_cost[0],
+                res.path_lengths[0],
+                res.end[0],
+            )
+        return res
+
+    # ------------------------------------------------------------------------------------------
+    def _arrays(self):
+        di = np.array([s[0] for s in self.pattern.steps], dtype=np.int64)
+        dj = np.array([s[1] for s in self.pattern.steps], dtype=np.int64)
+        w = np.array([s[2] for s in self.pattern.steps], dtype=np.float64)
+        return di, dj, w
+
+    def _finish(self, path, cost, end, lens, n, device, dtype) -> DTWResult:
+        cost = torch.as_tensor(cost, dtype=torch.float64)
+        end = torch.as_tensor(end, dtype=torch.long)
+        lens = torch.as_tensor(lens, dtype=torch.long)
+        norm = self.pattern.norm
+        if norm == "N+M":
+            ncost = cost / (n.double() + end.double() + 1.0)
+        elif norm == "N":
+            ncost = cost / n.double()
+        else:
+            ncost = cost / lens.double().clamp_min(1.0)
+        Lmax = int(lens.max()) if lens.numel() else 0
+        path = torch.as_tensor(path)[:, :Lmax].to(device)
+        out_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float64
+        return DTWResult(
+            path=path,
+            cost=cost.to(device=device, dtype=out_dtype),
+            normalized_cost=ncost.to(device=device, dtype=out_dtype),
+            path_lengths=lens.to(device),
+            end=end.to(device),
+        )
+
+    def _numba(self, kernels, cost: Tensor, n: Tensor, m: Tensor) -> DTWResult:
+        B, N, M = cost.shape
+        C = cost.contiguous().numpy() if cost.dtype in (torch.float32, torch.float64) else (
+            cost.double().contiguous().numpy()
+        )
+        di, dj, w = self._arrays()
+        path = np.full((B, N + M, 2), -1, dtype=np.int64)
+        c_out = np.empty(B, dtype=np.float64)
+        e_out = np.empty(B, dtype=np.int64)
+        l_out = np.empty(B, dtype=np.int64)
+        kernels.dtw_batch(
+            C,
+            n.numpy(),
+            m.numpy(),
+            di,
+            dj,
+            w,
+            -1 if self.band is None else self.band,
+            self.open_begin,
+            self.open_end,
+            _NORM_CODE[self.pattern.norm],
+            path,
+            c_out,
+            e_out,
+            l_out,
+        )
+        return self._finish(torch.from_numpy(path), c_out, e_out, l_out, n, cost.device,
+                            cost.dtype)
+
+    def _torch(self, cost: Tensor, n: Tensor, m: Tensor) -> DTWResult:
+        B, N, M = cost.shape
+        device = cost.device
+        acc_dtype = torch.float64 if cost.dtype == torch.float64 else torch.float32
+        if device.type == "cpu":
+            acc_dtype = torch.float64
+        C = cost.to(acc_dtype)
+        di, dj, w = self._arrays()
+        pi, pj = int(di.max()), int(dj.max())
+        K = len(di)
+        inf = float("inf")
+        D = torch.full((B, N + pi, M + pj), inf, dtype=acc_dtype, device=device)
+        steps = torch.full((B, N, M), -1, dtype=torch.int8, device=device)
+        if self.open_begin:
+            D[:, pi - 1, pj:] = 0.0
+        else:
+            D[:, pi, pj] = C[:, 0, 0]
+        w_t = torch.tensor(w, dtype=acc_dtype, device=device).view(K, 1, 1)
+        for k in range(N + M - 1):
+            i = torch.arange(max(0, k - M + 1), min(k, N - 1) + 1, device=device)
+            j = k - i
+            if not self.open_begin and k == 0:
+                continue
+            cand = torch.stack(
+                [D[:, i + pi - int(di[s]), j + pj - int(dj[s])] for s in range(K)], dim=0
+            )
+            if self.open_begin:
+                # rows above the virtual row -1 do not exist
+                for s in range(K):
+                    bad = (i - int(di[s])) < -1
+                    if bool(bad.any()):
+                        cand[s, :, bad] = inf
+            cand = cand + w_t * C[:, i, j].unsqueeze(0)
+            best, arg = cand.min(dim=0)
+            arg = torch.where(torch.isinf(best), torch.full_like(arg, -1), arg)
+            if self.band is not None:
+                out = (i - j).abs() > self.band
+                best = best.masked_fill(out, inf)
+                arg = arg.masked_fill(out, -1)
+            D[:, i + pi, j + pj] = best
+            steps[:, i, j] = arg.to(torch.int8)
+        # end cells
+        bidx = torch.arange(B, device=device)
+        last = D[bidx, (n.to(device) - 1) + pi, pj:]  # (B, M)
+        cols = torch.arange(M, device=device)
+        valid_col = cols.unsqueeze(0) < m.to(device).unsqueeze(1)
+        if self.open_end:
+            sel = last.clone()
+            if self.pattern.norm == "N+M":
+                sel = sel / (n.to(device, acc_dtype).unsqueeze(1) + cols.to(acc_dtype) + 1.0)
+            elif self.pattern.norm == "N":
+                sel = sel / n.to(device, acc_dtype).unsqueeze(1)
+            sel = sel.masked_fill(~valid_col, inf)
+            end = sel.argmin(dim=1)
+        else:
+            end = m.to(device) - 1
+        total = last[bidx, end]
+        steps_np = steps.cpu().numpy()
+        end_np = end.cpu().numpy()
+        total_np = total.cpu().double().numpy()
+        n_np = n.numpy()
+        path = np.full((B, N + M, 2), -1, dtype=np.int64)
+        lens = np.zeros(B, dtype=np.int64)
+        kernels = _load_kernels()
+        for b in range(B):
+            if not np.isfinite(total_np[b]):
+                continue
+            if kernels is not None:
+                L = kernels.backtrack_steps(steps_np[b], int(n_np[b]), int(end_np[b]), di, dj,
+                                            path[b])
+            else:
+                L = _backtrack_py(steps_np[b], int(n_np[b]), int(end_np[b]), di, dj, path[b])
+            path[b, :L] = path[b, :L][::-1].copy()
+            lens[b] = L
+        return self._finish(torch.from_numpy(path), total_np, end_np, lens, n, device,
+                            cost.dtype)
+
+
+def _backtrack_py(steps: np.ndarray, n: int, jend: int, di, dj, path_out: np.ndarray) -> int:
+    i, j, L = n - 1, jend, 0
+    while True:
+        path_out[L, 0] = i
+        path_out[L, 1] = j
+        L += 1
+        k = int(steps[i, j])
+        if k < 0:
+            break
+        i -= int(di[k])
+        j -= int(dj[k])
+        if i < 0:
+            break
+    return L
+
+
+def dtw(
+    x: Tensor,
+    y: Tensor,
+    x_lengths: Optional[Tensor] = None,
+    y_lengths: Optional[Tensor] = None,
+    *,
+    distance: Union[str, Callable[[Tensor, Tensor], Tensor]] = "euclidean",
+    step_pattern: Union[str, StepPattern] = "symmetric2",
+    band: Optional[int] = None,
+    open_begin: bool = False,
+    open_end: bool = False,
+    backend: str = "auto",
+) -> DTWResult:
+    """Functional form of ``DTWAligner(...).align(x, y, x_lengths, y_lengths)``."""
+    return DTWAligner(distance, step_pattern, band, open_begin, open_end, backend).align(
+        x, y, x_lengths, y_lengths
+    )
