@@ -1,3 +1,4 @@
 """Sequence alignment: DTW, soft-DTW, CTC forced alignment, monotonic alignment search."""
 
 from .dtw import STEP_PATTERNS, DTWAligner, DTWResult, StepPattern, dtw, pairwise_distance
+from .soft_dtw import SoftDTW, soft_dtw, soft_dtw_cost

@@ -1,0 +1,250 @@
+"""Soft-DTW (Cuturi & Blondel, 2017): a differentiable DTW loss, batched with lengths.
+
+``R[i, j] = C[i, j] + softmin_gamma(R[i-1, j-1], R[i-1, j], R[i, j-1])`` with
+``softmin_gamma(a) = -gamma * log(sum(exp(-a / gamma)))``; the loss is ``R[N-1, M-1]``
+(symmetric1 steps; as ``gamma -> 0`` it tends to the DTW cost with ``symmetric1``).
+
+The backward pass is the E-matrix recursion of the paper (a custom autograd Function), so the
+memory is ``O(B * N * M)`` (the cost and R matrices) with no autograd tape of small steps.
+Back ends: numba on CPU (parallel over the batch), an anti-diagonal torch wavefront on GPU or
+when numba is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .dtw import _check_lengths, _use_numba, pairwise_distance
+
+__all__ = ["soft_dtw", "soft_dtw_cost", "SoftDTW"]
+
+
+def _band_arg(band: Optional[int]) -> int:
+    if band is None:
+        return -1
+    if int(band) != band or band < 0:
+        raise ValueError(f"band must be a non-negative integer or None, got {band!r}")
+    return int(band)
+
+
+# ----------------------------------------------------------------------------------------------
+# torch wavefront
+# ----------------------------------------------------------------------------------------------
+def _diag(k: int, N: int, M: int, device) -> tuple:
+    i = torch.arange(max(0, k - M + 1), min(k, N - 1) + 1, device=device)
+    return i, k - i
+
+
+def _torch_forward(C: Tensor, n: Tensor, m: Tensor, gamma: float, band: int) -> Tensor:
+    """R ``(B, N+1, M+1)``; ``R[:, i+1, j+1]`` is cell ``(i, j)``."""
+    B, N, M = C.shape
+    inf = float("inf")
+    R = torch.full((B, N + 1, M + 1), inf, dtype=C.dtype, device=C.device)
+    R[:, 0, 0] = 0.0
+    for k in range(N + M - 1):
+        i, j = _diag(k, N, M, C.device)
+        cand = torch.stack([R[:, i, j], R[:, i, j + 1], R[:, i + 1, j]], dim=0)  # (3, B, L)
+        z = -cand / gamma
+        zmax = z.max(dim=0).values
+        finite = torch.isfinite(zmax)
+        zmax_safe = torch.where(finite, zmax, torch.zeros_like(zmax))
+        lse = torch.log(torch.exp(z - zmax_safe).sum(dim=0)) + zmax_safe
+        soft = torch.where(finite, -gamma * lse, torch.full_like(zmax, inf))
+        val = C[:, i, j] + soft
+        if band >= 0:
+            val = val.masked_fill((i - j).abs() > band, inf)
+        R[:, i + 1, j + 1] = val
+    # cells beyond each pair's lengths are never used; leave them as computed
+    return R
+
+
+def _torch_backward(C: Tensor, R: Tensor, n: Tensor, m: Tensor, gamma: float) -> Tensor:
+    """E ``(B, N, M)`` = d R[b, n_b, m_b] / d C[b]."""
+    B, N, M = C.shape
+    device = C.device
+    inf = float("inf")
+    nn_ = n.to(device).view(B, 1)
+    mm_ = m.to(device).view(B, 1)
+    # Rm: R restricted to each pair's rectangle, +inf elsewhere, padded by one cell
+    rows = torch.arange(N, device=device).view(1, N, 1)
+    cols = torch.arange(M, device=device).view(1, 1, M)
+    inside = (rows < n.to(device).view(B, 1, 1)) & (cols < m.to(device).view(B, 1, 1))
+    Rm = torch.full((B, N + 1, M + 1), inf, dtype=C.dtype, device=device)
+    Rm[:, :N, :M] = torch.where(inside, R[:, 1:, 1:], torch.full_like(C, inf))
+    Cp = torch.zeros((B, N + 1, M + 1), dtype=C.dtype, device=device)
+    Cp[:, :N, :M] = C
+    E = torch.zeros((B, N + 1, M + 1), dtype=C.dtype, device=device)
+    for k in range(N + M - 2, -1, -1):
+        i, j = _diag(k, N, M, device)
+        r = Rm[:, i, j]
+        is_end = (i.view(1, -1) == nn_ - 1) & (j.view(1, -1) == mm_ - 1)
+        acc = torch.zeros_like(r)
+        for di, dj in ((1, 0), (0, 1), (1, 1)):
+            r2 = Rm[:, i + di, j + dj]
+            ok = torch.isfinite(r2) & torch.isfinite(r)
+            expo = torch.where(ok, (r2 - r - Cp[:, i + di, j + dj]) / gamma, torch.full_like(r, -inf))
+            acc = acc + E[:, i + di, j + dj] * torch.exp(expo)
+        acc = torch.where(is_end & torch.isfinite(r), torch.ones_like(acc), acc)
+        E[:, i, j] = acc
+    return E[:, :N, :M]
+
+
+# ----------------------------------------------------------------------------------------------
+class _SoftDTWFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, C: Tensor, n: Tensor, m: Tensor, gamma: float, band: int, kernels):
+        Cd = C.detach()
+        B = Cd.shape[0]
+        if kernels is not None:
+            Cn = Cd.contiguous().numpy()
+            R = np.empty((B, Cd.shape[1] + 1, Cd.shape[2] + 1), dtype=Cn.dtype)
+            kernels.soft_dtw_forward(Cn, n.numpy(), m.numpy(), float(gamma), band, R)
+            R = torch.from_numpy(R)
+        else:
+            R = _torch_forward(Cd, n, m, float(gamma), band)
+        idx = torch.arange(B, device=Cd.device)
+        loss = R[idx, n.to(Cd.device), m.to(Cd.device)]
+        ctx.save_for_backward(Cd, R)
+        ctx.n, ctx.m, ctx.gamma, ctx.kernels = n, m, float(gamma), kernels
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        C, R = ctx.saved_tensors
+        if ctx.kernels is not None:
+            E = np.zeros(C.shape, dtype=C.numpy().dtype)
+            ctx.kernels.soft_dtw_backward(
+                C.contiguous().numpy(), R.numpy(), ctx.n.numpy(), ctx.m.numpy(), ctx.gamma, E
+            )
+            E = torch.from_numpy(E)
+        else:
+            E = _torch_backward(C, R, ctx.n, ctx.m, ctx.gamma)
+        return E * grad_out.view(-1, 1, 1), None, None, None, None, None
+
+
+def soft_dtw_cost(
+    cost: Tensor,
+    gamma: float = 1.0,
+    x_lengths: Optional[Tensor] = None,
+    y_lengths: Optional[Tensor] = None,
+    band: Optional[int] = None,
+    backend: str = "auto",
+) -> Tensor:
+    """Soft-DTW value of a local cost matrix, differentiable with respect to ``cost``.
+
+    Args:
+        cost: ``(B, N, M)`` (or ``(N, M)``) local costs, float32/float64.
+        gamma: smoothing, ``> 0``.
+        x_lengths: ``(B,)`` valid rows per pair (default ``N``).
+        y_lengths: ``(B,)`` valid columns per pair (default ``M``).
+        band: Sakoe-Chiba radius (``|i - j| <= band``), or ``None``.
+        backend: ``"auto"``, ``"numba"`` or ``"torch"``.
+
+    Returns:
+        ``(B,)`` soft-DTW values (0-d for a 2-D ``cost``); ``inf`` where the band admits no path.
+    """
+    if not isinstance(cost, Tensor) or cost.dim() not in (2, 3):
+        raise ValueError(
+            "cost must be a tensor of shape (N, M) or (B, N, M), got "
+            f"{tuple(cost.shape) if isinstance(cost, Tensor) else type(cost).__name__}"
+        )
+    if not (gamma > 0):
+        raise ValueError(f"gamma must be > 0, got {gamma!r}")
+    unbatched = cost.dim() == 2
+    if unbatched:
+        cost = cost.unsqueeze(0)
+    if cost.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"cost must be float32 or float64, got {cost.dtype}")
+    B, N, M = cost.shape
+    if N < 1 or M < 1:
+        raise ValueError(f"cost must have N, M >= 1, got shape {tuple(cost.shape)}")
+    n = _check_lengths(x_lengths, B, N, "x_lengths")
+    m = _check_lengths(y_lengths, B, M, "y_lengths")
+    kernels = _use_numba(cost.device, backend)
+    out = _SoftDTWFunction.apply(cost, n, m, float(gamma), _band_arg(band), kernels)
+    return out[0] if unbatched else out
+
+
+def soft_dtw(
+    x: Tensor,
+    y: Tensor,
+    gamma: float = 1.0,
+    x_lengths: Optional[Tensor] = None,
+    y_lengths: Optional[Tensor] = None,
+    distance: Union[str, Callable[[Tensor, Tensor], Tensor]] = "sqeuclidean",
+    band: Optional[int] = None,
+    backend: str = "auto",
+) -> Tensor:
+    """Soft-DTW between feature sequences ``x`` ``(B, N, D)`` and ``y`` ``(B, M, D)``.
+
+    Differentiable in ``x`` and ``y`` (through the distance). ``distance`` as in
+    :class:`~pytorch_hmm.alignment.DTWAligner` (default squared euclidean, as in the paper).
+    Returns ``(B,)`` values (0-d for unbatched ``(N, D)``/``(M, D)`` inputs).
+    """
+    if x.dim() != y.dim() or x.dim() not in (2, 3) or x.shape[-1] != y.shape[-1]:
+        raise ValueError(
+            "x and y must be (N, D)/(M, D) or (B, N, D)/(B, M, D) with the same D, got "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    cost = distance(x, y) if callable(distance) else pairwise_distance(x, y, distance)
+    return soft_dtw_cost(cost, gamma, x_lengths, y_lengths, band, backend)
+
+
+class SoftDTW(nn.Module):
+    """Soft-DTW loss module.
+
+    Args:
+        gamma: smoothing (``> 0``).
+        distance: ``"sqeuclidean"`` (default), ``"euclidean"``, ``"cosine"`` or a callable.
+        band: Sakoe-Chiba radius or ``None``.
+        normalize: return the soft-DTW divergence
+            ``sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2`` (Blondel et al., 2021), which is
+            non-negative and zero for ``x == y``.
+        reduction: ``"none"``, ``"mean"`` or ``"sum"`` over the batch.
+
+    ``forward(x (B, N, D), y (B, M, D), x_lengths=None, y_lengths=None)``.
+    """
+
+    def __init__(
+        self,
+        gamma: float = 1.0,
+        distance: Union[str, Callable[[Tensor, Tensor], Tensor]] = "sqeuclidean",
+        band: Optional[int] = None,
+        normalize: bool = False,
+        reduction: str = "mean",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if reduction not in ("none", "mean", "sum"):
+            raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        if not (gamma > 0):
+            raise ValueError(f"gamma must be > 0, got {gamma!r}")
+        self.gamma = float(gamma)
+        self.distance = distance
+        self.band = band
+        self.normalize = normalize
+        self.reduction = reduction
+        self.backend = backend
+
+    def forward(
+        self,
+        x: Tensor,
+        y: Tensor,
+        x_lengths: Optional[Tensor] = None,
+        y_lengths: Optional[Tensor] = None,
+    ) -> Tensor:
+        def f(a, b, la, lb):
+            return soft_dtw(a, b, self.gamma, la, lb, self.distance, self.band, self.backend)
+
+        out = f(x, y, x_lengths, y_lengths)
+        if self.normalize:
+            out = out - 0.5 * (f(x, x, x_lengths, x_lengths) + f(y, y, y_lengths, y_lengths))
+        if self.reduction == "mean":
+            return out.mean()
+        if self.reduction == "sum":
+            return out.sum()
+        return out
