@@ -111,9 +111,7 @@ def read_lab(
                     f"{os.fspath(path)}:{lineno}: end ({parts[1]}) is before start ({parts[0]})"
                 )
             label = parts[2]
-            segments.append(
-                Segment(start, end, parse_full_context(label) if phone_only else label)
-            )
+            segments.append(Segment(start, end, parse_full_context(label) if phone_only else label))
     return segments
 
 
@@ -177,9 +175,7 @@ def segments_to_durations(
         raise ValueError(f"frame_shift must be > 0, got {frame_shift}")
     segs = _as_segments(segments)
     if len(segs) % n_states != 0:
-        raise ValueError(
-            f"len(segments) = {len(segs)} is not a multiple of n_states = {n_states}"
-        )
+        raise ValueError(f"len(segments) = {len(segs)} is not a multiple of n_states = {n_states}")
     bounds = np.array([segs[0].start] + [s.end for s in segs]) if segs else np.zeros(1)
     frames = np.rint(bounds / frame_shift).astype(np.int64)
     dur = torch.from_numpy(np.diff(frames))
