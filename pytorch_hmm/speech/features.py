@@ -53,7 +53,7 @@ class Features(NamedTuple):
 
 
 def load_audio(
-    path: Union[str, "os.PathLike[str]"],
+    path: Union[str, os.PathLike],
     *,
     sample_rate: Optional[int] = None,
     mono: bool = True,

@@ -292,7 +292,7 @@ def mlpg(
 
 
 class ExpandedSequence(NamedTuple):
-    """Values repeated by durations: ``values`` ``(B, T, F)`` (zero-padded), ``lengths`` ``(B,)``."""
+    """Values repeated by durations: ``values`` ``(B, T, F)`` zero-padded, ``lengths`` ``(B,)``."""
 
     values: torch.Tensor
     lengths: torch.Tensor

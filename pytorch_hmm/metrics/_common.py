@@ -1,0 +1,100 @@
+"""Shared input checks for the metrics."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+
+def as_tensor(x, name: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        try:
+            t = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from err
+    if dtype is not None:
+        t = t.to(dtype)
+    return t
+
+
+def check_lengths(lengths, batch: int, total: int, name: str, device) -> torch.Tensor:
+    if lengths is None:
+        return torch.full((batch,), total, dtype=torch.long, device=device)
+    lengths = torch.as_tensor(lengths, device=device).reshape(-1)
+    if lengths.shape != (batch,):
+        raise ValueError(f"{name} must have shape ({batch},), got {tuple(lengths.shape)}")
+    if lengths.is_floating_point() or lengths.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got {lengths.dtype}")
+    lengths = lengths.long()
+    if batch and (int(lengths.min()) < 0 or int(lengths.max()) > total):
+        raise ValueError(f"{name} must lie in [0, {total}], got {lengths.tolist()}")
+    return lengths
+
+
+def batch_pair(
+    ref,
+    hyp,
+    ref_lengths,
+    hyp_lengths,
+    *,
+    feature_dim: bool,
+    names: Tuple[str, str] = ("ref", "hyp"),
+    dtype: torch.dtype = torch.float64,
+    allow_length_mismatch: bool = False,
+):
+    """Batch ``ref``/``hyp`` to ``(B, T[, F])`` and check that lengths agree.
+
+    Returns ``(ref, hyp, ref_lengths, hyp_lengths, unbatched)``.
+    """
+    r = as_tensor(ref, names[0], dtype)
+    h = as_tensor(hyp, names[1], dtype).to(r.device)
+    base = 2 if feature_dim else 1
+    shape_txt = "(B, T, F) or (T, F)" if feature_dim else "(B, T) or (T,)"
+    unbatched = r.dim() == base
+    for t, n in ((r, names[0]), (h, names[1])):
+        if t.dim() not in (base, base + 1) or t.dim() != r.dim():
+            raise ValueError(f"{n} must have shape {shape_txt}, got {tuple(t.shape)}")
+    if unbatched:
+        r, h = r.unsqueeze(0), h.unsqueeze(0)
+    if r.shape[0] != h.shape[0]:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same batch size, got {tuple(r.shape)} and "
+            f"{tuple(h.shape)}"
+        )
+    if feature_dim and r.shape[-1] != h.shape[-1]:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same feature dimension, got "
+            f"{tuple(r.shape)} and {tuple(h.shape)}"
+        )
+    B = r.shape[0]
+    rl = check_lengths(ref_lengths, B, r.shape[1], f"{names[0]}_lengths", r.device)
+    if hyp_lengths is None:
+        if ref_lengths is None and r.shape[1] != h.shape[1] and not allow_length_mismatch:
+            raise ValueError(
+                f"{names[0]} has {r.shape[1]} frames but {names[1]} has {h.shape[1]} "
+                f"(shapes {tuple(r.shape)} and {tuple(h.shape)}); give lengths, or align first"
+            )
+        if ref_lengths is None:
+            hl = torch.full((B,), h.shape[1], dtype=torch.long, device=r.device)
+        else:
+            hl = rl
+            if B and int(hl.max()) > h.shape[1]:
+                raise ValueError(
+                    f"{names[1]} has {h.shape[1]} frames, fewer than "
+                    f"{names[0]}_lengths max {int(hl.max())}"
+                )
+    else:
+        hl = check_lengths(hyp_lengths, B, h.shape[1], f"{names[1]}_lengths", r.device)
+    if not allow_length_mismatch and not torch.equal(rl, hl):
+        raise ValueError(
+            f"{names[0]} and {names[1]} lengths differ ({rl.tolist()} vs {hl.tolist()}); "
+            "the frames must correspond one to one (or use DTW where offered)"
+        )
+    return r, h, rl, hl, unbatched
+
+
+def frame_mask(lengths: torch.Tensor, total: int) -> torch.Tensor:
+    return torch.arange(total, device=lengths.device)[None] < lengths[:, None]
