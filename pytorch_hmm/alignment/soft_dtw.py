@@ -101,13 +101,15 @@ class _SoftDTWFunction(torch.autograd.Function):
         B = Cd.shape[0]
         if kernels is not None:
             Cn = Cd.contiguous().numpy()
-            R = np.empty((B, Cd.shape[1] + 1, Cd.shape[2] + 1), dtype=Cn.dtype)
+            R = np.empty((B, Cd.shape[1] + 1, Cd.shape[2] + 1), dtype=np.float64)
             kernels.soft_dtw_forward(Cn, n.numpy(), m.numpy(), float(gamma), band, R)
             R = torch.from_numpy(R)
         else:
-            R = _torch_forward(Cd, n, m, float(gamma), band)
+            # accumulate in float64 on CPU (as the numba kernel); in the input dtype on GPU
+            acc = torch.float64 if Cd.device.type == "cpu" else Cd.dtype
+            R = _torch_forward(Cd.to(acc), n, m, float(gamma), band)
         idx = torch.arange(B, device=Cd.device)
-        loss = R[idx, n.to(Cd.device), m.to(Cd.device)]
+        loss = R[idx, n.to(Cd.device), m.to(Cd.device)].to(Cd.dtype)
         ctx.save_for_backward(Cd, R)
         ctx.n, ctx.m, ctx.gamma, ctx.kernels = n, m, float(gamma), kernels
         return loss
@@ -116,13 +118,14 @@ class _SoftDTWFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         C, R = ctx.saved_tensors
         if ctx.kernels is not None:
-            E = np.zeros(C.shape, dtype=C.numpy().dtype)
+            E = np.zeros(C.shape, dtype=np.float64)
             ctx.kernels.soft_dtw_backward(
                 C.contiguous().numpy(), R.numpy(), ctx.n.numpy(), ctx.m.numpy(), ctx.gamma, E
             )
             E = torch.from_numpy(E)
         else:
-            E = _torch_backward(C, R, ctx.n, ctx.m, ctx.gamma)
+            E = _torch_backward(C.to(R.dtype), R, ctx.n, ctx.m, ctx.gamma)
+        E = E.to(device=C.device, dtype=C.dtype)
         return E * grad_out.view(-1, 1, 1), None, None, None, None, None
 
 
