@@ -1,0 +1,185 @@
+"""CTC forced alignment against brute-force enumeration (and torchaudio when installed)."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import pytest
+import torch
+
+from pytorch_hmm.alignment import CTCAligner, ctc_forced_align
+from pytorch_hmm.alignment.dtw import _load_kernels
+
+BACKENDS = ["torch"] + (["numba"] if _load_kernels() is not None else [])
+
+
+def _collapse(seq, blank):
+    out, prev = [], None
+    for s in seq:
+        if s != prev and s != blank:
+            out.append(s)
+        prev = s
+    return out
+
+
+def _brute(lp, target, blank):
+    """Best frame labelling whose CTC collapse is ``target``: (score, labels) or (-inf, None)."""
+    T, C = lp.shape
+    best, arg = float("-inf"), None
+    for seq in itertools.product(range(C), repeat=T):
+        if _collapse(seq, blank) == target:
+            v = sum(float(lp[t, seq[t]]) for t in range(T))
+            if v > best:
+                best, arg = v, seq
+    return best, arg
+
+
+def _spans_from_labels(labels, blank):
+    """[start, end) per token from a frame labelling, by a plain loop."""
+    spans, prev = [], None
+    for t, lab in enumerate(labels):
+        if lab != blank and lab != prev:
+            spans.append([t, t + 1])
+        elif lab != blank and lab == prev:
+            spans[-1][1] = t + 1
+        prev = lab
+    return spans
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("blank", [0, 3])
+def test_matches_brute_force(backend, blank):
+    torch.manual_seed(10 + blank)
+    B, T, C = 6, 6, 4
+    lp = torch.randn(B, T, C, dtype=torch.float64).mul(2).log_softmax(-1)
+    toks = [t for t in range(C) if t != blank]
+    a, b, c = toks
+    targets = torch.tensor(
+        [[a, b, a], [c, c, blank], [b, b, b], [a, c, blank], [b, blank, blank], [c, a, b]]
+    )
+    tl = torch.tensor([3, 2, 3, 2, 1, 3])
+    il = torch.tensor([6, 5, 6, 3, 4, 6])
+    r = CTCAligner(blank_id=blank, backend=backend).align(lp, targets, il, tl)
+    assert r.labels.shape == (B, T) and r.scores.shape == (B, T) and r.spans.shape == (B, 3, 2)
+    for u in range(B):
+        tgt = targets[u, : tl[u]].tolist()
+        best, arg = _brute(lp[u, : il[u]], tgt, blank)
+        torch.testing.assert_close(r.score[u].item(), best, rtol=1e-12, atol=1e-12)
+        assert r.labels[u, : il[u]].tolist() == list(arg)
+        assert (r.labels[u, il[u]:] == -1).all()
+        torch.testing.assert_close(
+            r.scores[u, : il[u]], lp[u, torch.arange(int(il[u])), list(arg)], rtol=0, atol=0
+        )
+        assert r.spans[u, : tl[u]].tolist() == _spans_from_labels(arg, blank)
+        assert (r.spans[u, tl[u]:] == -1).all()
+        assert [s[0] for s in r.token_spans(u, targets)] == tgt
+    assert bool(r.valid.all())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_impossible_utterance_does_not_break_batch(backend):
+    torch.manual_seed(11)
+    lp = torch.randn(3, 5, 4).log_softmax(-1)
+    targets = torch.tensor([[1, 2, 3], [1, 1, 1], [2, 2, 0]])
+    tl = torch.tensor([3, 3, 2])
+    il = torch.tensor([5, 5, 2])  # utt 1 needs 5 frames (ok); utt 2 needs 3 frames, has 2
+    with pytest.warns(RuntimeWarning, match=r"impossible for utterances 2 \(T=2, needs 3\)"):
+        r = CTCAligner(backend=backend).align(lp, targets, il, tl)
+    assert r.valid.tolist() == [True, True, False]
+    assert r.score[2] == float("-inf") and (r.labels[2] == -1).all()
+    assert (r.spans[2] == -1).all() and torch.isinf(r.scores[2, :2]).all()
+    for u in (0, 1):
+        solo = CTCAligner(backend=backend).align(lp[u : u + 1], targets[u : u + 1, : tl[u]])
+        torch.testing.assert_close(r.labels[u], solo.labels[0], rtol=0, atol=0)
+        torch.testing.assert_close(r.score[u], solo.score[0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="impossible for utterances 2"):
+        CTCAligner(backend=backend, strict=True).align(lp, targets, il, tl)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_target_and_repeats_need_blank(backend):
+    lp = torch.randn(2, 4, 3, dtype=torch.float64).log_softmax(-1)
+    r = CTCAligner(backend=backend).align(lp, torch.tensor([[1, 1], [1, 1]]), None,
+                                          torch.tensor([2, 0]))
+    assert r.labels[1].tolist() == [0, 0, 0, 0]
+    torch.testing.assert_close(r.score[1], lp[1, :, 0].sum(), rtol=1e-12, atol=1e-12)
+    lab = r.labels[0].tolist()
+    first_end = lab.index(1) + 1
+    while lab[first_end] == 1:
+        first_end += 1
+    assert 0 in lab[first_end:]  # a blank separates the two 1s
+    spans = r.spans[0].tolist()
+    assert spans[0][1] <= spans[1][0] - 1
+
+
+def test_backends_agree_on_larger_batch():
+    if len(BACKENDS) < 2:
+        pytest.skip("numba not installed")
+    torch.manual_seed(12)
+    B, T, C, S = 5, 60, 12, 15
+    lp = torch.randn(B, T, C).log_softmax(-1)
+    targets = torch.randint(1, C, (B, S))
+    targets[1, 3:6] = 4  # repeats
+    il = torch.tensor([60, 45, 33, 60, 20])
+    tl = torch.tensor([15, 12, 15, 1, 14])
+    rs = [CTCAligner(backend=be).align(lp, targets, il, tl) for be in BACKENDS]
+    for f in ("labels", "spans", "valid"):
+        torch.testing.assert_close(getattr(rs[0], f), getattr(rs[1], f), rtol=0, atol=0)
+    torch.testing.assert_close(rs[0].scores, rs[1].scores, rtol=0, atol=0)
+    torch.testing.assert_close(rs[0].score, rs[1].score, rtol=1e-5, atol=1e-5)
+
+
+def test_matches_torchaudio_forced_align():
+    F = pytest.importorskip("torchaudio.functional")
+    torch.manual_seed(13)
+    B, T, C, S = 4, 40, 8, 10
+    lp = torch.randn(B, T, C).log_softmax(-1)
+    targets = torch.randint(1, C, (B, S), dtype=torch.int32)
+    il = torch.tensor([40, 30, 25, 40])
+    tl = torch.tensor([10, 8, 10, 3])
+    r = ctc_forced_align(lp, targets, il, tl)
+    for u in range(B):
+        ali, sc = F.forced_align(lp[u : u + 1, : il[u]], targets[u : u + 1, : tl[u]], blank=0)
+        assert r.labels[u, : il[u]].tolist() == ali[0].tolist()
+        torch.testing.assert_close(r.scores[u, : il[u]], sc[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"log_probs": torch.zeros(5, 3)}, r"log_probs must have shape \(B, T, C\)"),
+        ({"targets": torch.ones(3, dtype=torch.long)}, r"targets must have shape \(B, S\)"),
+        ({"targets": torch.ones(2, 2)}, "targets must be an integer tensor"),
+        ({"blank_id": 4}, "blank_id=4 is out of range for C=4"),
+        ({"targets": torch.tensor([[1, 0], [2, 3]])}, "targets contain the blank id 0"),
+        ({"targets": torch.tensor([[1, 7], [2, 3]])}, r"targets must lie in \[0, 4\)"),
+        ({"input_lengths": torch.tensor([5, 6])}, r"input_lengths must lie in \[0, 5\]"),
+        ({"input_lengths": torch.tensor([5])}, r"input_lengths must have shape \(2,\)"),
+        ({"target_lengths": torch.tensor([2, 3])}, r"target_lengths must lie in \[0, 2\]"),
+        ({"target_lengths": torch.tensor([2.0, 1.0])}, "target_lengths must be an integer"),
+        ({"nan": True}, r"log_probs contains NaN \(utterances \[1\]\)"),
+    ],
+)
+def test_validation_messages(kwargs, match):
+    lp = torch.randn(2, 5, 4).log_softmax(-1)
+    if kwargs.pop("nan", False):
+        lp[1, 2, 3] = float("nan")
+    args = {
+        "log_probs": lp,
+        "targets": torch.tensor([[1, 2], [3, 3]]),
+        "input_lengths": None,
+        "target_lengths": None,
+    }
+    blank = kwargs.pop("blank_id", 0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        CTCAligner(blank_id=blank).align(**args)
+
+
+def test_warning_free_on_valid_input():
+    lp = torch.randn(2, 8, 4).log_softmax(-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = CTCAligner().align(lp, torch.tensor([[1, 2], [3, 3]]))
+    assert r.valid.all()
