@@ -1,0 +1,114 @@
+"""Monotonic alignment search against brute force and the monotonic-align package."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from pytorch_hmm.alignment import monotonic_alignment_search
+from pytorch_hmm.alignment.dtw import _load_kernels
+
+BACKENDS = ["torch"] + (["numba"] if _load_kernels() is not None else [])
+
+
+def _brute(lp: np.ndarray):
+    """Best durations (each >= 1, summing to T_mel) by enumerating all compositions."""
+    tx, ty = lp.shape
+    best, arg = -np.inf, None
+    for cuts in itertools.combinations(range(1, ty), tx - 1):
+        bounds = (0,) + cuts + (ty,)
+        v = sum(lp[i, bounds[i] : bounds[i + 1]].sum() for i in range(tx))
+        if v > best:
+            best, arg = v, np.diff(bounds)
+    return best, arg
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_brute_force(backend):
+    torch.manual_seed(20)
+    B, Tx, Ty = 5, 4, 9
+    lp = torch.randn(B, Tx, Ty, dtype=torch.float64)
+    tx = torch.tensor([4, 3, 1, 4, 2])
+    ty = torch.tensor([9, 7, 5, 4, 9])
+    r = monotonic_alignment_search(lp, tx, ty, backend=backend)
+    assert r.alignment.shape == (B, Tx, Ty) and r.durations.shape == (B, Tx)
+    assert r.alignment.dtype == lp.dtype and r.durations.dtype == torch.long
+    for b in range(B):
+        best, dur = _brute(lp[b, : tx[b], : ty[b]].numpy())
+        assert r.durations[b, : tx[b]].tolist() == dur.tolist()
+        assert (r.durations[b, tx[b]:] == 0).all()
+        np.testing.assert_allclose(float((r.alignment[b] * lp[b]).sum()), best, rtol=1e-12,
+                                   atol=0)
+        # one token per frame, monotonic
+        a = r.alignment[b, : tx[b], : ty[b]]
+        assert (a.sum(0) == 1).all() and (a.argmax(0).diff() >= 0).all()
+        assert r.alignment[b].sum() == ty[b]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_monotonic_align_package(backend):
+    ma = pytest.importorskip("monotonic_align")
+    torch.manual_seed(21)
+    B, Tx, Ty = 8, 13, 60
+    lp = torch.randn(B, Tx, Ty) * 3
+    tx = torch.tensor([13, 5, 1, 13, 7, 10, 2, 13])
+    ty = torch.tensor([60, 40, 9, 13, 60, 33, 2, 27])
+    mask = (torch.arange(Tx)[None, :, None] < tx[:, None, None]) & (
+        torch.arange(Ty)[None, None, :] < ty[:, None, None]
+    )
+    # the package takes (B, T_mel, T_text)
+    ref = ma.maximum_path(lp.transpose(1, 2).contiguous(), mask.transpose(1, 2).float().contiguous())
+    ref = ref.transpose(1, 2)
+    r = monotonic_alignment_search(lp, tx, ty, backend=backend)
+    torch.testing.assert_close(r.alignment, ref, rtol=0, atol=0)
+    torch.testing.assert_close(r.durations, ref.sum(-1).long(), rtol=0, atol=0)
+
+
+def test_backends_agree_and_ties():
+    if len(BACKENDS) < 2:
+        pytest.skip("numba not installed")
+    torch.manual_seed(22)
+    lp = torch.randn(4, 20, 70)
+    lp_ties = torch.randint(-2, 1, (4, 20, 70)).float()  # many exact ties
+    tx, ty = torch.tensor([20, 11, 3, 20]), torch.tensor([70, 50, 3, 20])
+    for v in (lp, lp_ties):
+        a = monotonic_alignment_search(v, tx, ty, backend="torch")
+        b = monotonic_alignment_search(v, tx, ty, backend="numba")
+        torch.testing.assert_close(a.alignment, b.alignment, rtol=0, atol=0)
+        torch.testing.assert_close(a.durations, b.durations, rtol=0, atol=0)
+
+
+def test_ties_match_monotonic_align_package():
+    ma = pytest.importorskip("monotonic_align")
+    torch.manual_seed(23)
+    lp = torch.randint(-2, 1, (3, 6, 15)).float()
+    ref = ma.maximum_path(lp.transpose(1, 2).contiguous(), torch.ones(3, 15, 6)).transpose(1, 2)
+    r = monotonic_alignment_search(lp)
+    torch.testing.assert_close(r.alignment, ref, rtol=0, atol=0)
+
+
+def test_unbatched():
+    lp = torch.randn(3, 8)
+    r = monotonic_alignment_search(lp)
+    rb = monotonic_alignment_search(lp[None])
+    assert r.alignment.shape == (3, 8) and r.durations.sum() == 8
+    torch.testing.assert_close(r.alignment, rb.alignment[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ((torch.randn(2, 3, 4, 5),), r"log_p must have shape \(B, T_text, T_mel\)"),
+        ((torch.randn(2, 3, 4), torch.tensor([3, 4])), r"text_lengths must lie in \[0, 3\]"),
+        ((torch.randn(2, 3, 4), None, torch.tensor([4])), r"mel_lengths must have shape \(2,\)"),
+        ((torch.randn(2, 3, 4), torch.tensor([3, 3]), torch.tensor([4, 2])),
+         r"text_lengths must be <= mel_lengths .* utterances \[1\]"),
+        ((torch.full((1, 2, 3), float("nan")),), "log_p contains NaN"),
+    ],
+)
+def test_validation(args, match):
+    with pytest.raises(ValueError, match=match):
+        monotonic_alignment_search(*args)
