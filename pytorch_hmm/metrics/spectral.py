@@ -98,7 +98,7 @@ def mel_cepstral_distortion(
             totals.append(0.0)
             paths.append(torch.zeros(0, 2, dtype=torch.long))
             continue
-        local = torch.cdist(x[None], y[None])[0]
+        local = torch.cdist(x[None], y[None], compute_mode="donot_use_mm_for_euclid_dist")[0]
         res = dtw(local.cpu().numpy())
         path = torch.from_numpy(res.path)
         d = local[path[:, 0], path[:, 1]] * MCD_CONSTANT
