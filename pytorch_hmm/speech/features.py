@@ -10,9 +10,10 @@ Filterbank and DCT come from maintained libraries and are applied with torch:
 
 torchaudio is not used (it does not install beside the torch this package targets). With the
 same settings the results equal ``librosa.feature.melspectrogram`` / ``power_to_db`` /
-``librosa.feature.mfcc`` up to floating-point rounding (tested: log-mel within 1e-3 dB and MFCC
-within 1e-3 absolute in float64; float32 within 2e-2). Audio files are read with
-``soundfile``.
+``librosa.feature.mfcc`` up to floating-point rounding. Measured on the bundled CMU ARCTIC
+utterance (n_fft 512, hop 80, 40 mels): float64 log-mel within 3e-7 dB and MFCC (lifter 22)
+within 3e-6; float32 MFCC within 1.3e-3 (tests assert 1e-4 and 1e-2). Audio files are read
+with ``soundfile``.
 
 Tensors are batch-first: waveforms ``(B, N)`` with ``lengths`` ``(B,)`` in samples, features
 ``(B, T, F)`` with ``lengths`` ``(B,)`` in frames.

@@ -112,6 +112,7 @@ def _banded_cholesky_solve(band: torch.Tensor, rhs: torch.Tensor) -> torch.Tenso
     T, w1 = band.shape[-2], band.shape[-1]
     w = w1 - 1
     rows: List[List[torch.Tensor]] = []  # rows[i][k] = L[i, i-k]
+    pivots: List[torch.Tensor] = []
     zero = band.new_zeros(band.shape[:-2])
     for i in range(T):
         row = [zero] * w1
@@ -128,14 +129,15 @@ def _banded_cholesky_solve(band: torch.Tensor, rhs: torch.Tensor) -> torch.Tenso
         d = band[..., i, 0]
         for k in range(1, min(w, i) + 1):
             d = d - row[k] * row[k]
-        if not torch.is_grad_enabled() or not d.requires_grad:
-            if bool((d <= 0).any()):
-                raise ValueError(
-                    f"the precision matrix is not positive definite at frame {i}; check for "
-                    "zero or negative static variances"
-                )
+        pivots.append(d)
         row[0] = torch.sqrt(d)
         rows.append(row)
+    # one check (one device sync) for the whole factorisation
+    if T and bool((torch.stack(pivots).detach() <= 0).any()):
+        raise ValueError(
+            "the precision matrix is not positive definite; check for zero, negative or "
+            "non-finite static variances"
+        )
     # forward: L z = rhs
     z: List[torch.Tensor] = []
     for i in range(T):
