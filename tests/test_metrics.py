@@ -289,3 +289,17 @@ def test_boundary_accuracy_on_festival_labels():
     bounds = np.array([s.start for s in ref[1:]])
     expect = np.abs(np.round(bounds / 0.01) * 0.01 - bounds).mean() * 1000
     assert res.mean_error_ms == pytest.approx(expect, abs=1e-9)
+
+
+def test_mcd_dtw_symmetric_and_batched_lengths():
+    rng = np.random.default_rng(3)
+    a = torch.tensor(rng.normal(size=(2, 15, 8)))
+    b = torch.tensor(rng.normal(size=(2, 11, 8)))
+    la, lb = torch.tensor([15, 9]), torch.tensor([11, 6])
+    ab = mel_cepstral_distortion(a, b, la, lb, dtw_align=True)
+    ba = mel_cepstral_distortion(b, a, lb, la, dtw_align=True)
+    torch.testing.assert_close(ab.mcd, ba.mcd, rtol=0, atol=1e-12)
+    assert ab.n_frames.tolist() == ba.n_frames.tolist()
+    one = mel_cepstral_distortion(a[1, :9], b[1, :6], dtw_align=True)
+    assert float(ab.mcd[1]) == pytest.approx(float(one.mcd), abs=1e-12)
+    assert ab.paths[1][-1].tolist() == [8, 5]
