@@ -1,0 +1,631 @@
+"""Batched HMM inference in log space: forward, backward, posteriors, Viterbi and sampling.
+
+Every function takes the same inputs, which is all a model has to produce:
+
+- ``log_emissions`` (B, T, K): ``log p(x_t | z_t = k)`` for each of B padded sequences.
+- ``log_initial`` (K,) or (B, K): ``log p(z_0 = k)``.
+- ``log_transitions`` (K, K) or (B, K, K): ``log p(z_t = j | z_{t-1} = i)`` at ``[i, j]``;
+  ``-inf`` marks a forbidden move. Left-to-right (banded) matrices are detected and run in
+  O(T*K*W) for W allowed moves per state (see :mod:`pytorch_hmm.core.transitions`).
+- ``lengths`` (B,) long, optional: the true length of each sequence; frames ``t >= lengths[b]``
+  are padding and never read.
+
+All recursions are one code path run in a semiring (log-sum-exp for likelihoods, max for
+Viterbi). For the log semiring with dense transitions a rescaled probability-space recursion
+(matrix products) is used for speed; any sequence on which it would underflow is recomputed by
+the exact log-space recursion, so results never silently lose a valid path.
+
+Cost: O(B*T*K*K) time (O(B*T*K*W) banded) and O(B*T*K) memory; gradients of
+:func:`log_likelihood` come from an explicit backward pass (posteriors), not an autograd tape.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple, Optional
+
+import torch
+
+from .semiring import LogSemiring, MaxSemiring
+from .transitions import NEG_INF, Transitions, make_transitions
+from .validation import check_inputs
+
+# ------------------------------------------------------------------------------------------
+# results
+
+
+class ForwardResult(NamedTuple):
+    """``log_alpha`` (B, T, K): ``log p(x_0..x_t, z_t = k)``; padded frames are -inf.
+    ``log_likelihood`` (B,): ``log p(x_0..x_{L-1})`` (-inf when no state path is possible)."""
+
+    log_alpha: torch.Tensor
+    log_likelihood: torch.Tensor
+
+
+class PosteriorResult(NamedTuple):
+    """``log_likelihood`` (B,); ``state_posteriors`` (B, T, K): ``p(z_t = k | x)``, zero on
+    padded frames; ``transition_counts`` (B, K, K): ``sum_t p(z_t = i, z_{t+1} = j | x)``.
+    Sequences with no valid path have ``log_likelihood = -inf`` and zero posteriors."""
+
+    log_likelihood: torch.Tensor
+    state_posteriors: torch.Tensor
+    transition_counts: torch.Tensor
+
+
+class ViterbiResult(NamedTuple):
+    """``path`` (B, T) long: the best state sequence, -1 on padded frames (and on every frame
+    of a sequence with no valid path); ``score`` (B,): its log joint probability (-inf when
+    there is no valid path)."""
+
+    path: torch.Tensor
+    score: torch.Tensor
+
+
+# ------------------------------------------------------------------------------------------
+# preparation
+
+
+def _prepare(log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic):
+    lb, lpi, lA, lengths = check_inputs(
+        log_emissions, log_initial, log_transitions, lengths, check_stochastic=check_stochastic
+    )
+    trans = make_transitions(lA, topology)
+    return lb, lpi, trans, lengths
+
+
+def _time_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(T, B) bool, True on real frames."""
+    return torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
+
+
+# ------------------------------------------------------------------------------------------
+# exact log-space recursions (any semiring, dense or banded)
+
+
+# Log-space recursions add log-probabilities to running scores; in float32 the round-off of
+# those additions (relative to the score, not to the increment) builds up over long
+# sequences, so above this many frames the exact recursions accumulate in float64.
+LONG_SEQUENCE = 4096
+
+
+def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
+    if x.dtype == torch.float32 and x.shape[0] > LONG_SEQUENCE:
+        return torch.float64
+    return x.dtype
+
+
+def _frame_max(lb_tm: torch.Tensor) -> torch.Tensor:
+    """Best emission score of each frame (T, B), 0 where every state is impossible."""
+    m = lb_tm.amax(-1)
+    return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+
+
+def _recentre(x: torch.Tensor, inc: torch.Tensor) -> None:
+    """Subtract each row's max from ``x`` (B, K) in place and record it in ``inc`` (B, 1).
+
+    Scores are only compared or normalised within one frame, so a per-frame offset changes
+    nothing, but it keeps float32 scores near zero, where their round-off is smallest; the
+    offsets are summed in float64. A row of -inf (no valid path) records -1e30, not -inf, so
+    no NaN appears; its log-likelihood is -inf all the same."""
+    torch.amax(x, -1, keepdim=True, out=inc)
+    inc.clamp_(min=-1e30)
+    x.sub_(inc)
+
+
+class _ForwardPass(NamedTuple):
+    """Result of :func:`_semiring_forward`, all time-major. The true forward score is
+    ``alpha + offset`` (offset (T, B) float64); ``em`` (T, B, K) are the emissions relative to
+    each frame's best state, as the recursion used them, and ``inc`` (T, B, 1) the maxima
+    subtracted when re-centring each frame."""
+
+    alpha: torch.Tensor
+    offset: torch.Tensor
+    inc: torch.Tensor
+    em: torch.Tensor
+
+
+def _semiring_forward(
+    semiring, lb_tm: torch.Tensor, log_pi: torch.Tensor, trans: Transitions
+) -> _ForwardPass:
+    """The forward recursion in a semiring (log forward probabilities for LogSemiring,
+    Viterbi scores for MaxSemiring). ``lb_tm`` (T, B, K) time-major emissions.
+
+    Each frame's scores are re-centred (their max subtracted, after emissions relative to the
+    frame's best state): only differences within a frame matter to any result, and scores near
+    zero keep float32 round-off small; the offsets are kept in float64."""
+    acc_dtype = _accumulation_dtype(lb_tm)
+    if acc_dtype != lb_tm.dtype:
+        lb_tm, log_pi, trans = lb_tm.to(acc_dtype), log_pi.to(acc_dtype), trans.to(acc_dtype)
+    T, B, K = lb_tm.shape
+    inc = lb_tm.new_zeros(T, B, 1)
+    m = _frame_max(lb_tm)
+    em_all = lb_tm - m.unsqueeze(-1)
+    incl, em = inc.unbind(0), em_all.unbind(0)
+    if trans.banded:
+        # W slices of a -inf padded buffer combined by the semiring's binary plus: no K x K
+        # work and no per-step padding
+        W, hi = trans.width, trans.hi
+        buf = lb_tm.new_full((T, B, K + W - 1), NEG_INF)
+        alpha = buf[:, :, hi : hi + K]
+        alpha[0] = log_pi + em[0]
+        bands = [trans.band_dst[..., d].contiguous() for d in range(W)]
+        bl, al = buf.unbind(0), alpha.unbind(0)
+        plus = semiring.plus
+        for t in range(1, T):
+            p = bl[t - 1]
+            acc = p[:, 0:K] + bands[0]
+            for d in range(1, W):
+                acc = plus(acc, p[:, d : d + K] + bands[d])
+            torch.add(acc, em[t], out=al[t])
+            _recentre(al[t], incl[t])
+    else:
+        alpha = lb_tm.new_empty(T, B, K)
+        torch.add(log_pi, em[0], out=alpha[0])
+        # per-frame views made once: indexing inside the loop costs as much as the arithmetic
+        al = alpha.unbind(0)
+        gather, reduce = trans.gather_predecessors, semiring.reduce
+        for t in range(1, T):
+            torch.add(reduce(gather(al[t - 1]), -1), em[t], out=al[t])
+            _recentre(al[t], incl[t])
+    offset = (inc.squeeze(-1).double() + m.double()).cumsum(0)
+    return _ForwardPass(alpha, offset, inc, em_all)
+
+
+def _log_backward(fwd: _ForwardPass, trans: Transitions, lengths: torch.Tensor) -> torch.Tensor:
+    """Exact log beta, scaled by the forward pass's offsets (Rabiner's scaling in log form).
+
+    Returns ``beta_s`` (T, B, K) with ``beta = beta_s + log Z - offset``: then
+    ``alpha_s + beta_s = log p(z_t | x)`` directly, and scores of states that matter stay
+    near zero, whatever the other states do."""
+    em_all = fwd.em
+    T, B, K = em_all.shape
+    trans = trans.to(em_all.dtype) if trans.log_A.dtype != em_all.dtype else trans
+    ar = torch.arange(B, device=em_all.device)
+    last = torch.logsumexp(fwd.alpha[lengths - 1, ar], -1)
+    last = torch.where(torch.isfinite(last), last, torch.zeros_like(last))
+    beta = (-last).view(1, B, 1).expand(T, B, K).contiguous()
+    t_idx = torch.arange(T, device=em_all.device)
+    active = (t_idx.unsqueeze(1) < (lengths - 1).unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
+    # beta_s[t] = logsumexp_j(log_A[i, j] + em[t+1, j] + beta_s[t+1, j]) - inc[t+1]
+    bl, em, al, il = beta.unbind(0), em_all.unbind(0), active.unbind(0), fwd.inc.unbind(0)
+    if trans.banded:
+        W, lo = trans.width, trans.lo
+        scratch = em_all.new_full((B, K + W - 1), NEG_INF)
+        sv = scratch[:, -lo : -lo + K]
+        bands = [trans.band_src[..., d].contiguous() for d in range(W)]
+        for t in range(T - 2, -1, -1):
+            torch.add(em[t + 1], bl[t + 1], out=sv)
+            acc = scratch[:, 0:K] + bands[0]
+            for d in range(1, W):
+                acc = torch.logaddexp(acc, scratch[:, d : d + K] + bands[d])
+            bl[t].copy_(torch.where(al[t], acc - il[t + 1], bl[t]))
+    else:
+        gather = trans.gather_successors
+        for t in range(T - 2, -1, -1):
+            bt = torch.logsumexp(gather(em[t + 1] + bl[t + 1]), dim=-1)
+            bl[t].copy_(torch.where(al[t], bt - il[t + 1], bl[t]))
+    return beta
+
+
+def _log_total(fwd: _ForwardPass, lengths: torch.Tensor) -> torch.Tensor:
+    """Log-likelihood (B,) from a forward pass: logsumexp of alpha at ``L - 1``, in float64."""
+    B = fwd.alpha.shape[1]
+    ar = torch.arange(B, device=fwd.alpha.device)
+    return (
+        torch.logsumexp(fwd.alpha[lengths - 1, ar], dim=-1).double() + fwd.offset[lengths - 1, ar]
+    )
+
+
+def _exact_posteriors(lb_tm, log_pi, trans, lengths):
+    """Exact log-space forward-backward. Returns (logZ (B,), gamma (T,B,K), xi (B,K,K))."""
+    out_dtype = lb_tm.dtype
+    T, B, K = lb_tm.shape
+    fwd = _semiring_forward(LogSemiring, lb_tm, log_pi, trans)
+    trans = trans.to(fwd.alpha.dtype) if fwd.alpha.dtype != out_dtype else trans
+    beta = _log_backward(fwd, trans, lengths)
+    alpha, em = fwd.alpha, fwd.em
+    logZ64 = _log_total(fwd, lengths)
+    ok = torch.isfinite(logZ64)
+    mask = _time_mask(lengths, T) & ok.unsqueeze(0)
+    gamma = torch.where(mask.unsqueeze(-1), (alpha + beta).exp(), 0.0)
+    # expected transition counts, in chunks of frames to bound memory:
+    # xi_t(i, j) = exp(alpha_s[t, i] + log_A[i, j] + em[t+1, j] + beta_s[t+1, j] - inc[t+1])
+    W = K if not trans.banded else trans.width
+    xi = alpha.new_zeros(B, K, W)
+    chunk = max(1, min(T - 1, (1 << 22) // max(1, B * K * W))) if T > 1 else 1
+    v = em + beta
+    step = fwd.inc.squeeze(-1)
+    for t0 in range(0, T - 1, chunk):
+        t1 = min(T - 1, t0 + chunk)
+        s = trans.gather_successors(v[t0 + 1 : t1 + 1]) + alpha[t0:t1].unsqueeze(-1)
+        s = s - step[t0 + 1 : t1 + 1].view(t1 - t0, B, 1, 1)
+        m = mask[t0 + 1 : t1 + 1].view(t1 - t0, B, 1, 1)
+        xi += torch.where(m, s.exp(), 0.0).sum(0)
+    if trans.banded:
+        xi = trans.band_to_dense(xi)
+    return logZ64.to(out_dtype), gamma.to(out_dtype), xi.to(out_dtype)
+
+
+# ------------------------------------------------------------------------------------------
+# fast rescaled recursion (log semiring, dense transitions)
+
+
+def _scaled_forward(lb_tm, log_pi, log_A, lengths):
+    """Rabiner-scaled forward. Returns alpha_hat (T,B,K) (each frame sums to one), log scale
+    per frame ``log_c`` (T, B) including the emission shift, the shifted emissions ``bs``
+    (T, B, K), the scale ``c`` (T, B), and a (B,) mask of sequences that underflowed."""
+    T, B, K = lb_tm.shape
+    mask = _time_mask(lengths, T)  # (T, B)
+    m = lb_tm.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    bs = torch.exp(lb_tm - m)
+    bs = torch.where(mask.unsqueeze(-1), bs, torch.ones_like(bs))  # padding: neutral frames
+    A = log_A.exp()
+    shared = A.shape[0] == 1
+    A0 = A[0]
+    alpha = lb_tm.new_empty(T, B, K)
+    c = lb_tm.new_empty(T, B, 1)
+    al, cl, bl = alpha.unbind(0), c.unbind(0), bs.unbind(0)
+    a = log_pi.exp() * bs[0]
+    torch.sum(a, -1, keepdim=True, out=cl[0])
+    torch.div(a, cl[0], out=al[0])
+    for t in range(1, T):
+        if shared:
+            s = torch.mm(al[t - 1], A0)
+        else:
+            s = torch.bmm(al[t - 1].unsqueeze(1), A).squeeze(1)
+        s.mul_(bl[t])
+        torch.sum(s, -1, keepdim=True, out=cl[t])
+        torch.div(s, cl[t], out=al[t])
+    c = c.squeeze(-1)
+    tiny = torch.finfo(lb_tm.dtype).tiny ** 0.5
+    good = (c > tiny) | ~mask  # NaN compares False
+    underflow = ~good.all(0)
+    log_c = torch.where(mask, c.log() + m.squeeze(-1), torch.zeros_like(c))
+    return alpha, log_c, bs, c, underflow, A
+
+
+def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
+    T, B, K = lb_tm.shape
+    alpha, log_c, bs, c, underflow, A = _scaled_forward(lb_tm, log_pi, log_A, lengths)
+    logZ = log_c.double().sum(0).to(log_c.dtype)
+    mask = _time_mask(lengths, T)
+    t_idx = torch.arange(T, device=lb_tm.device)
+    reset = (t_idx.unsqueeze(1) >= (lengths - 1).unsqueeze(0)).unsqueeze(-1)
+    shared = A.shape[0] == 1
+    At = A[0].t()
+    beta = lb_tm.new_empty(T, B, K)
+    beta[T - 1] = 1.0
+    cu = c.unsqueeze(-1)
+    # V_t = b_t * beta_t / c_t, the weight of arriving in each state at frame t
+    V = lb_tm.new_zeros(T, B, K)
+    betl, Vl, bsl, cl, rl = beta.unbind(0), V.unbind(0), bs.unbind(0), cu.unbind(0), reset.unbind(0)
+    for t in range(T - 2, -1, -1):
+        v = Vl[t + 1]
+        torch.mul(bsl[t + 1], betl[t + 1], out=v)
+        v.div_(cl[t + 1])
+        if shared:
+            bt = torch.mm(v, At)
+        else:
+            bt = torch.bmm(A, v.unsqueeze(-1)).squeeze(-1)
+        betl[t].copy_(torch.where(rl[t], 1.0, bt))
+    gamma = torch.where(mask.unsqueeze(-1), alpha * beta, 0.0)
+    Vm = torch.where(mask[1:].unsqueeze(-1), V[1:], 0.0)  # (T-1, B, K)
+    xi = torch.bmm(alpha[:-1].permute(1, 2, 0), Vm.transpose(0, 1)) * A  # (B, K, K)
+    return logZ, gamma, xi, underflow
+
+
+# ------------------------------------------------------------------------------------------
+# shared drivers
+
+
+def _posteriors_tm(lb_tm, log_pi, trans, lengths):
+    """Posteriors in time-major layout: (logZ (B,), gamma (T,B,K), xi (B,K,K))."""
+    if trans.banded:
+        return _exact_posteriors(lb_tm, log_pi, trans, lengths)
+    logZ, gamma, xi, underflow = _scaled_posteriors(lb_tm, log_pi, trans.log_A, lengths)
+    if underflow.any():
+        idx = torch.nonzero(underflow).squeeze(1)
+        sub = Transitions(trans.log_A if trans.log_A.shape[0] == 1 else trans.log_A[idx], False)
+        z2, g2, x2 = _exact_posteriors(lb_tm[:, idx], log_pi[idx], sub, lengths[idx])
+        logZ = logZ.index_copy(0, idx, z2)
+        gamma = gamma.index_copy(1, idx, g2)
+        xi = xi.index_copy(0, idx, x2)
+    bad = ~torch.isfinite(logZ)
+    if bad.any():
+        gamma = torch.where(bad.view(1, -1, 1), 0.0, gamma)
+        xi = torch.where(bad.view(-1, 1, 1), 0.0, xi)
+        logZ = torch.where(bad, torch.full_like(logZ, NEG_INF), logZ)
+    return logZ, gamma, xi
+
+
+class _HMMLogLikelihood(torch.autograd.Function):
+    """log Z with an explicit backward: d log Z / d log_b = posteriors, d / d log_A = expected
+    transition counts, d / d log_pi = first-frame posteriors. Memory O(B*T*K)."""
+
+    @staticmethod
+    def forward(ctx, log_emissions, log_initial, log_transitions, lengths, topology):
+        lb_tm = log_emissions.transpose(0, 1).contiguous()
+        B = log_emissions.shape[0]
+        lpi = log_initial.expand(B, -1) if log_initial.dim() == 1 else log_initial
+        lA = log_transitions if log_transitions.dim() == 3 else log_transitions.unsqueeze(0)
+        trans = make_transitions(lA, topology)
+        ctx.save_for_backward(lb_tm, lpi, lA, lengths)
+        ctx.topology = topology
+        ctx.pi_shape = log_initial.shape
+        ctx.A_shape = log_transitions.shape
+        if not any(ctx.needs_input_grad[:3]):
+            return _log_likelihood_tm(lb_tm, lpi, trans, lengths)
+        logZ, gamma, xi = _posteriors_tm(lb_tm, lpi, trans, lengths)
+        ctx.gamma, ctx.xi = gamma, xi
+        return logZ
+
+    @staticmethod
+    def backward(ctx, grad):
+        gamma, xi = ctx.gamma, ctx.xi
+        g = torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
+        g_b = (gamma * g.view(1, -1, 1)).transpose(0, 1)
+        g_pi = gamma[0] * g.view(-1, 1)
+        if len(ctx.pi_shape) == 1:
+            g_pi = g_pi.sum(0)
+        g_A = xi * g.view(-1, 1, 1)
+        if len(ctx.A_shape) == 2:
+            g_A = g_A.sum(0)
+        return g_b, g_pi, g_A, None, None
+
+
+def _log_likelihood_tm(lb_tm, log_pi, trans, lengths):
+    if trans.banded:
+        return _log_total(_semiring_forward(LogSemiring, lb_tm, log_pi, trans), lengths).to(
+            lb_tm.dtype
+        )
+    _, log_c, _, _, underflow, _ = _scaled_forward(lb_tm, log_pi, trans.log_A, lengths)
+    logZ = log_c.double().sum(0).to(log_c.dtype)
+    if underflow.any():
+        idx = torch.nonzero(underflow).squeeze(1)
+        sub = Transitions(trans.log_A if trans.log_A.shape[0] == 1 else trans.log_A[idx], False)
+        fwd = _semiring_forward(LogSemiring, lb_tm[:, idx], log_pi[idx], sub)
+        logZ = logZ.index_copy(0, idx, _log_total(fwd, lengths[idx]).to(logZ.dtype))
+    return torch.where(torch.isfinite(logZ), logZ, torch.full_like(logZ, NEG_INF))
+
+
+# ------------------------------------------------------------------------------------------
+# public API
+
+
+def log_likelihood(
+    log_emissions: torch.Tensor,
+    log_initial: torch.Tensor,
+    log_transitions: torch.Tensor,
+    lengths: Optional[torch.Tensor] = None,
+    *,
+    topology: str = "auto",
+    check_stochastic: bool = True,
+) -> torch.Tensor:
+    """Log-likelihood ``log p(x_0..x_{L-1})`` of each sequence, (B,).
+
+    Differentiable with respect to all three log-probability inputs through an explicit
+    backward pass (the posteriors), in O(B*T*K) memory. -inf for a sequence that no state path
+    can produce. ``topology``: "auto" (banded fast path when the matrix is banded), "dense" or
+    "banded". ``check_stochastic``: verify that rows of ``exp(log_transitions)`` and
+    ``exp(log_initial)`` sum to one (pass False for unnormalised scores).
+    """
+    lb, lpi, lA, lengths = check_inputs(
+        log_emissions, log_initial, log_transitions, lengths, check_stochastic=check_stochastic
+    )
+    del lpi, lA  # the autograd function broadcasts the originals, so gradients keep their shapes
+    return _HMMLogLikelihood.apply(lb, log_initial, log_transitions, lengths, topology)
+
+
+def forward(
+    log_emissions: torch.Tensor,
+    log_initial: torch.Tensor,
+    log_transitions: torch.Tensor,
+    lengths: Optional[torch.Tensor] = None,
+    *,
+    topology: str = "auto",
+    check_stochastic: bool = True,
+) -> ForwardResult:
+    """The forward pass: ``log_alpha`` (B, T, K) and ``log_likelihood`` (B,). Exact log space.
+
+    Not differentiable through an explicit backward: use :func:`log_likelihood` for gradients.
+    """
+    lb, lpi, trans, lengths = _prepare(
+        log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
+    )
+    lb_tm = lb.transpose(0, 1).contiguous()
+    with torch.no_grad():
+        fwd = _semiring_forward(LogSemiring, lb_tm, lpi, trans)
+        logZ = _log_total(fwd, lengths).to(lb.dtype)
+        alpha = (fwd.alpha.double() + fwd.offset.unsqueeze(-1)).to(lb.dtype)
+        mask = _time_mask(lengths, lb.shape[1]).unsqueeze(-1)
+        alpha = torch.where(mask, alpha, NEG_INF)
+    return ForwardResult(alpha.transpose(0, 1), logZ)
+
+
+def backward(
+    log_emissions: torch.Tensor,
+    log_initial: torch.Tensor,
+    log_transitions: torch.Tensor,
+    lengths: Optional[torch.Tensor] = None,
+    *,
+    topology: str = "auto",
+    check_stochastic: bool = True,
+) -> torch.Tensor:
+    """The backward pass: ``log_beta`` (B, T, K) = ``log p(x_{t+1}..x_{L-1} | z_t = k)``;
+    0 at the last real frame, -inf on padded frames."""
+    lb, lpi, trans, lengths = _prepare(
+        log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
+    )
+    lb_tm = lb.transpose(0, 1).contiguous()
+    with torch.no_grad():
+        fwd = _semiring_forward(LogSemiring, lb_tm, lpi, trans)
+        beta_s = _log_backward(fwd, trans, lengths)
+        z = _log_total(fwd, lengths)
+        z = torch.where(torch.isfinite(z), z, torch.zeros_like(z))
+        beta = (beta_s.double() + (z.unsqueeze(0) - fwd.offset).unsqueeze(-1)).to(lb.dtype)
+        mask = _time_mask(lengths, lb.shape[1]).unsqueeze(-1)
+        beta = torch.where(mask, beta, NEG_INF)
+    return beta.transpose(0, 1)
+
+
+def posteriors(
+    log_emissions: torch.Tensor,
+    log_initial: torch.Tensor,
+    log_transitions: torch.Tensor,
+    lengths: Optional[torch.Tensor] = None,
+    *,
+    topology: str = "auto",
+    check_stochastic: bool = True,
+) -> PosteriorResult:
+    """State posteriors (B, T, K), expected transition counts (B, K, K) summed over time, and
+    the log-likelihood (B,): the E-step of Baum-Welch. Sequences with no valid path get
+    ``log_likelihood = -inf`` and all-zero posteriors (and a warning)."""
+    lb, lpi, trans, lengths = _prepare(
+        log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
+    )
+    with torch.no_grad():
+        logZ, gamma, xi = _posteriors_tm(lb.transpose(0, 1).contiguous(), lpi, trans, lengths)
+    _warn_impossible(logZ, "posteriors")
+    return PosteriorResult(logZ, gamma.transpose(0, 1), xi)
+
+
+def viterbi(
+    log_emissions: torch.Tensor,
+    log_initial: torch.Tensor,
+    log_transitions: torch.Tensor,
+    lengths: Optional[torch.Tensor] = None,
+    *,
+    topology: str = "auto",
+    check_stochastic: bool = True,
+) -> ViterbiResult:
+    """Most likely state path of each sequence (max semiring of the same recursion).
+
+    Returns ``path`` (B, T) long, -1 on padded frames, and ``score`` (B,), the path's log joint
+    probability. A sequence that no path can produce gets score -inf, a path of -1 and a
+    warning saying there is no valid path. No back-pointer table is stored: back-tracking
+    recomputes the best predecessor of the chosen state at each frame (memory O(B*T*K) for the
+    scores only).
+    """
+    lb, lpi, trans, lengths = _prepare(
+        log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
+    )
+    B, T, K = lb.shape
+    lb_tm = lb.transpose(0, 1).contiguous()
+    with torch.no_grad():
+        # per-frame offsets of the scores change no decision: they are dropped
+        delta = _semiring_forward(MaxSemiring, lb_tm, lpi, trans).alpha
+        ar = torch.arange(B, device=lb.device)
+        score, state = delta[lengths - 1, ar].max(-1)
+        # back-tracking recomputes each back-pointer for the one chosen state (O(B*K) a frame)
+        # instead of storing a (T, B, K) table: the forward pass then needs only max values
+        t_idx = torch.arange(T, device=lb.device)
+        beyond = (t_idx.unsqueeze(1) >= lengths.unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
+        path = torch.empty((T, B), dtype=torch.long, device=lb.device)
+        pl, dl = path.unbind(0), delta.unbind(0)
+        cur = state
+        if trans.banded:
+            # W is small: every back-pointer in one vectorised pass, then a chain of gathers.
+            # Frames past a sequence's end point to its best final state, so one loop serves
+            # every length.
+            pred = trans.banded_backpointers(delta)
+            pred = torch.where(beyond, state.view(1, B, 1).to(pred.dtype), pred).unbind(0)
+            for t in range(T - 1, 0, -1):
+                pl[t].copy_(cur)
+                cur = pred[t].gather(1, cur.unsqueeze(1)).squeeze(1).long()
+        else:
+            # dense: recompute the best predecessor of the one chosen state (O(B*K) a frame)
+            # instead of storing a (T, B, K) table, so the forward pass needs only max values
+            bl = beyond.squeeze(-1).unbind(0)
+            for t in range(T - 1, 0, -1):
+                pl[t].copy_(cur)
+                cur = torch.where(bl[t], state, trans.best_predecessor(dl[t - 1], cur))
+        pl[0].copy_(cur)
+        path = torch.where(beyond.squeeze(-1), -1, path)
+        ok = torch.isfinite(score)
+        path = torch.where(ok.unsqueeze(0), path, -1)
+        # re-score the path with pairwise float64 sums: the recursion's running sum drifts in
+        # float32 over 1e5 frames
+        score = torch.where(ok, _path_score(lb_tm, lpi, trans.log_A, path, lengths), score)
+    _warn_impossible(score, "viterbi")
+    return ViterbiResult(path.t().contiguous(), score)
+
+
+def _path_score(lb_tm, log_pi, log_A, path_tm, lengths):
+    """Log joint probability of given state paths (T, B) (-1 on padding), summed in float64."""
+    T, B, K = lb_tm.shape
+    mask = path_tm >= 0
+    z = path_tm.clamp(min=0)
+    em = lb_tm.gather(2, z.unsqueeze(-1)).squeeze(-1)
+    A = log_A.expand(B, K, K)
+    b_idx = torch.arange(B, device=z.device).expand(T - 1, B)
+    tr = A[b_idx, z[:-1], z[1:]]
+    total = torch.where(mask, em, 0).double().sum(0)
+    total = total + torch.where(mask[1:], tr, 0).double().sum(0)
+    total = total + log_pi.gather(1, z[0].unsqueeze(1)).squeeze(1).double()
+    return total.to(lb_tm.dtype)
+
+
+def sample_posterior(
+    log_emissions: torch.Tensor,
+    log_initial: torch.Tensor,
+    log_transitions: torch.Tensor,
+    lengths: Optional[torch.Tensor] = None,
+    *,
+    num_samples: int = 1,
+    generator: Optional[torch.Generator] = None,
+    topology: str = "auto",
+    check_stochastic: bool = True,
+) -> torch.Tensor:
+    """Draw state paths from ``p(z | x)`` by forward filtering, backward sampling.
+
+    Returns (num_samples, B, T) long, -1 on padded frames and for sequences with no valid path.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    lb, lpi, trans, lengths = _prepare(
+        log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
+    )
+    B, T, K = lb.shape
+    lb_tm = lb.transpose(0, 1).contiguous()
+    with torch.no_grad():
+        fwd = _semiring_forward(LogSemiring, lb_tm, lpi, trans)
+        alpha = fwd.alpha  # per-frame offsets do not change the per-frame softmax
+        logZ = _log_total(fwd, lengths)
+        S = num_samples
+        lA = trans.log_A.expand(B, K, K)
+        t_last = lengths - 1
+        out = torch.full((T, S, B), -1, dtype=torch.long, device=lb.device)
+        cur = torch.zeros(S, B, dtype=torch.long, device=lb.device)
+        for t in range(T - 1, -1, -1):
+            logits = alpha[t].unsqueeze(0).expand(S, B, K)
+            if t < T - 1:
+                # column z_{t+1} of the transition matrix: log p(z_{t+1} | z_t = i)
+                col = (
+                    lA.unsqueeze(0)
+                    .expand(S, B, K, K)
+                    .gather(3, cur.clamp(min=0).view(S, B, 1, 1).expand(S, B, K, 1))
+                    .squeeze(-1)
+                )
+                logits = torch.where((t_last > t).view(1, B, 1), logits + col, logits)
+            u = torch.rand(
+                logits.shape, generator=generator, dtype=logits.dtype, device=logits.device
+            ).clamp_(min=1e-20)
+            draw = (logits - torch.log(-torch.log(u))).argmax(-1)
+            draw = torch.where((t_last >= t).view(1, B), draw, -1)
+            out[t] = draw
+            cur = draw
+        out = torch.where(torch.isfinite(logZ).view(1, 1, B), out, -1)
+    return out.permute(1, 2, 0).contiguous()
+
+
+def _warn_impossible(score: torch.Tensor, what: str) -> None:
+    bad = torch.nonzero(~torch.isfinite(score)).flatten().tolist()
+    if bad:
+        warnings.warn(
+            f"{what}: no valid state path for sequence(s) {bad[:10]}"
+            f"{' ...' if len(bad) > 10 else ''}: every path has probability zero under the model "
+            "(log-likelihood -inf)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
