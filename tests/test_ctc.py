@@ -67,12 +67,12 @@ def test_matches_brute_force(backend, blank):
         best, arg = _brute(lp[u, : il[u]], tgt, blank)
         torch.testing.assert_close(r.score[u].item(), best, rtol=1e-12, atol=1e-12)
         assert r.labels[u, : il[u]].tolist() == list(arg)
-        assert (r.labels[u, il[u]:] == -1).all()
+        assert (r.labels[u, il[u] :] == -1).all()
         torch.testing.assert_close(
             r.scores[u, : il[u]], lp[u, torch.arange(int(il[u])), list(arg)], rtol=0, atol=0
         )
         assert r.spans[u, : tl[u]].tolist() == _spans_from_labels(arg, blank)
-        assert (r.spans[u, tl[u]:] == -1).all()
+        assert (r.spans[u, tl[u] :] == -1).all()
         assert [s[0] for s in r.token_spans(u, targets)] == tgt
     assert bool(r.valid.all())
 
@@ -100,8 +100,9 @@ def test_impossible_utterance_does_not_break_batch(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_empty_target_and_repeats_need_blank(backend):
     lp = torch.randn(2, 4, 3, dtype=torch.float64).log_softmax(-1)
-    r = CTCAligner(backend=backend).align(lp, torch.tensor([[1, 1], [1, 1]]), None,
-                                          torch.tensor([2, 0]))
+    r = CTCAligner(backend=backend).align(
+        lp, torch.tensor([[1, 1], [1, 1]]), None, torch.tensor([2, 0])
+    )
     assert r.labels[1].tolist() == [0, 0, 0, 0]
     torch.testing.assert_close(r.score[1], lp[1, :, 0].sum(), rtol=1e-12, atol=1e-12)
     lab = r.labels[0].tolist()

@@ -68,8 +68,9 @@ def test_matches_dtw_python(pattern, opts, backend):
             float(r.normalized_cost), ref.normalizedDistance, rtol=1e-12, atol=0
         )
     else:  # no normaliser in dtw-python: per-step mean
-        np.testing.assert_allclose(float(r.normalized_cost), ref.distance / len(ref.index1),
-                                   rtol=1e-12, atol=0)
+        np.testing.assert_allclose(
+            float(r.normalized_cost), ref.distance / len(ref.index1), rtol=1e-12, atol=0
+        )
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
@@ -119,8 +120,9 @@ def test_subsequence_matches_librosa(backend):
     librosa = pytest.importorskip("librosa")
     x, y = _feats(8, 30, seed=5)
     D, wp = librosa.sequence.dtw(X=x.T, Y=y.T, subseq=True)
-    r = DTWAligner(step_pattern="symmetric1", open_begin=True, open_end=True,
-                   backend=backend).align(torch.from_numpy(x), torch.from_numpy(y))
+    r = DTWAligner(
+        step_pattern="symmetric1", open_begin=True, open_end=True, backend=backend
+    ).align(torch.from_numpy(x), torch.from_numpy(y))
     np.testing.assert_array_equal(r.path.numpy(), wp[::-1])
     np.testing.assert_allclose(float(r.cost), D[-1].min(), rtol=1e-12, atol=0)
     assert int(r.end) == int(wp[0, 1])
@@ -177,14 +179,24 @@ def test_batched_with_lengths_equals_single(opts):
             rs = al.align(x[b, : xl[b]], y[b, : yl[b]])
             torch.testing.assert_close(rb.paths()[b], rs.path, rtol=0, atol=0)
             torch.testing.assert_close(rb.cost[b], rs.cost, rtol=1e-12, atol=1e-12)
-            torch.testing.assert_close(rb.normalized_cost[b], rs.normalized_cost,
-                                       rtol=1e-12, atol=1e-12)
-            assert (rb.path[b, int(rb.path_lengths[b]):] == -1).all()
+            torch.testing.assert_close(
+                rb.normalized_cost[b], rs.normalized_cost, rtol=1e-12, atol=1e-12
+            )
+            assert (rb.path[b, int(rb.path_lengths[b]) :] == -1).all()
         results[backend] = rb
     if len(results) == 2:
         a, b = results["torch"], results["numba"]
         torch.testing.assert_close(a.path, b.path, rtol=0, atol=0)
         torch.testing.assert_close(a.cost, b.cost, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_in_padding_is_ignored(backend):
+    C = torch.rand(2, 5, 6, dtype=torch.float64)
+    C[1, 3:, :] = float("nan")
+    r = DTWAligner(backend=backend).align_cost(C, torch.tensor([5, 3]), torch.tensor([6, 6]))
+    ref = DTWAligner(backend=backend).align_cost(C[1, :3])
+    torch.testing.assert_close(r.cost[1], ref.cost, rtol=0, atol=0)
 
 
 def test_float32_and_custom_callable_distance():
@@ -214,13 +226,15 @@ def test_custom_step_pattern_and_impossible_band():
         (lambda: DTWAligner().align(torch.rand(2, 3, 2), torch.rand(4, 2)), "both be"),
         (lambda: DTWAligner().align(torch.rand(2, 3, 2), torch.rand(3, 4, 2)), "batch sizes"),
         (
-            lambda: DTWAligner().align(torch.rand(2, 3, 2), torch.rand(2, 4, 2),
-                                       torch.tensor([3, 4])),
+            lambda: DTWAligner().align(
+                torch.rand(2, 3, 2), torch.rand(2, 4, 2), torch.tensor([3, 4])
+            ),
             r"x_lengths must lie in \[1, 3\]",
         ),
         (
-            lambda: DTWAligner().align(torch.rand(2, 3, 2), torch.rand(2, 4, 2), None,
-                                       torch.tensor([4])),
+            lambda: DTWAligner().align(
+                torch.rand(2, 3, 2), torch.rand(2, 4, 2), None, torch.tensor([4])
+            ),
             r"y_lengths must have shape \(2,\)",
         ),
         (lambda: DTWAligner(step_pattern="nope"), "step_pattern must be one of"),
@@ -228,6 +242,20 @@ def test_custom_step_pattern_and_impossible_band():
         (lambda: DTWAligner(band=-1), "band must be"),
         (lambda: DTWAligner(backend="cuda"), "backend must be"),
         (lambda: DTWAligner().align_cost(torch.tensor([[0.0, float("nan")]])), "NaN"),
+        (
+            lambda: DTWAligner(backend="torch").align_cost(torch.tensor([[0.0, float("nan")]])),
+            r"cost matrix contains NaN \(pairs \[0\]\)",
+        ),
+        (
+            lambda: DTWAligner().align(
+                torch.rand(2, 3, 2),
+                torch.rand(2, 4, 2).index_put_(
+                    (torch.tensor([1]), torch.tensor([2]), torch.tensor([0])),
+                    torch.tensor(float("nan")),
+                ),
+            ),
+            r"cost matrix contains NaN \(pairs \[1\]\)",
+        ),
         (lambda: DTWAligner().align_cost(torch.rand(3)), r"cost must have shape"),
     ],
 )
@@ -240,8 +268,10 @@ def test_dtw_validation(call, match):
 # soft-DTW
 # ----------------------------------------------------------------------------------------------
 def _soft_brute(C, gamma):
-    vals = [C[0, 0] + sum(w * C[c] for c, w in p)
-            for p in _all_paths(*C.shape, ((1, 1, 1.0), (0, 1, 1.0), (1, 0, 1.0)))]
+    vals = [
+        C[0, 0] + sum(w * C[c] for c, w in p)
+        for p in _all_paths(*C.shape, ((1, 1, 1.0), (0, 1, 1.0), (1, 0, 1.0)))
+    ]
     v = -np.asarray(vals) / gamma
     return -gamma * (np.log(np.exp(v - v.max()).sum()) + v.max())
 

@@ -39,9 +39,8 @@ def test_matches_brute_force(backend):
     for b in range(B):
         best, dur = _brute(lp[b, : tx[b], : ty[b]].numpy())
         assert r.durations[b, : tx[b]].tolist() == dur.tolist()
-        assert (r.durations[b, tx[b]:] == 0).all()
-        np.testing.assert_allclose(float((r.alignment[b] * lp[b]).sum()), best, rtol=1e-12,
-                                   atol=0)
+        assert (r.durations[b, tx[b] :] == 0).all()
+        np.testing.assert_allclose(float((r.alignment[b] * lp[b]).sum()), best, rtol=1e-12, atol=0)
         # one token per frame, monotonic
         a = r.alignment[b, : tx[b], : ty[b]]
         assert (a.sum(0) == 1).all() and (a.argmax(0).diff() >= 0).all()
@@ -60,7 +59,9 @@ def test_matches_monotonic_align_package(backend):
         torch.arange(Ty)[None, None, :] < ty[:, None, None]
     )
     # the package takes (B, T_mel, T_text)
-    ref = ma.maximum_path(lp.transpose(1, 2).contiguous(), mask.transpose(1, 2).float().contiguous())
+    ref = ma.maximum_path(
+        lp.transpose(1, 2).contiguous(), mask.transpose(1, 2).float().contiguous()
+    )
     ref = ref.transpose(1, 2)
     r = monotonic_alignment_search(lp, tx, ty, backend=backend)
     torch.testing.assert_close(r.alignment, ref, rtol=0, atol=0)
@@ -104,8 +105,10 @@ def test_unbatched():
         ((torch.randn(2, 3, 4, 5),), r"log_p must have shape \(B, T_text, T_mel\)"),
         ((torch.randn(2, 3, 4), torch.tensor([3, 4])), r"text_lengths must lie in \[0, 3\]"),
         ((torch.randn(2, 3, 4), None, torch.tensor([4])), r"mel_lengths must have shape \(2,\)"),
-        ((torch.randn(2, 3, 4), torch.tensor([3, 3]), torch.tensor([4, 2])),
-         r"text_lengths must be <= mel_lengths .* utterances \[1\]"),
+        (
+            (torch.randn(2, 3, 4), torch.tensor([3, 3]), torch.tensor([4, 2])),
+            r"text_lengths must be <= mel_lengths .* utterances \[1\]",
+        ),
         ((torch.full((1, 2, 3), float("nan")),), "log_p contains NaN"),
     ],
 )

@@ -1,6 +1,19 @@
-"""Sequence alignment: DTW, soft-DTW, CTC forced alignment, monotonic alignment search."""
+"""Sequence alignment: DTW, soft-DTW, CTC forced alignment, monotonic alignment search.
 
-from .ctc import CTCAligner, CTCAlignment, ctc_forced_align
-from .dtw import STEP_PATTERNS, DTWAligner, DTWResult, StepPattern, dtw, pairwise_distance
-from .mas import MASResult, monotonic_alignment_search
-from .soft_dtw import SoftDTW, soft_dtw, soft_dtw_cost
+(Re-exports as ``X as X``, one per line, so the list can be extended without an ``__all__``.)
+"""
+
+from .ctc import CTCAligner as CTCAligner
+from .ctc import CTCAlignment as CTCAlignment
+from .ctc import ctc_forced_align as ctc_forced_align
+from .dtw import STEP_PATTERNS as STEP_PATTERNS
+from .dtw import DTWAligner as DTWAligner
+from .dtw import DTWResult as DTWResult
+from .dtw import StepPattern as StepPattern
+from .dtw import dtw as dtw
+from .dtw import pairwise_distance as pairwise_distance
+from .mas import MASResult as MASResult
+from .mas import monotonic_alignment_search as monotonic_alignment_search
+from .soft_dtw import SoftDTW as SoftDTW
+from .soft_dtw import soft_dtw as soft_dtw
+from .soft_dtw import soft_dtw_cost as soft_dtw_cost

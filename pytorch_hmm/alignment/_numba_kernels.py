@@ -14,6 +14,13 @@ import numba as nb
 import numpy as np
 
 _INF = np.inf
+
+
+def num_threads() -> int:
+    """Number of threads numba's parallel loops use."""
+    return nb.get_num_threads()
+
+
 _JIT = dict(cache=True, nogil=True)
 
 
@@ -22,7 +29,7 @@ _JIT = dict(cache=True, nogil=True)
 # ----------------------------------------------------------------------------------------------
 @nb.njit(**_JIT)
 def _dtw_one(C, n, m, di, dj, w, band, open_begin, open_end, norm_code, path_out):
-    """DTW on one ``(n, m)`` cost matrix; returns ``(cost, end_col, path_len)``.
+    """DTW on one ``(n, m)`` cost matrix; returns ``(cost, end_col, path_len, saw_nan)``.
 
     Rolling rows of the accumulated cost plus an int8 matrix of chosen steps (for the
     backtrack): memory ``n * m`` bytes. Ties go to the first step of the pattern, as in
@@ -36,35 +43,77 @@ def _dtw_one(C, n, m, di, dj, w, band, open_begin, open_end, norm_code, path_out
         maxdj = max(maxdj, dj[k])
     nrows = maxdi + 1
     pj = maxdj
-    R = np.full((nrows, m + pj), _INF)
+    # rows 0..nrows-1: ring buffer of accumulated-cost rows; row nrows: always +inf (source
+    # rows that do not exist); columns are shifted by pj so that j - dj never goes negative
+    R = np.full((nrows + 1, m + pj), _INF)
     if open_begin:
         R[nrows - 1, pj:] = 0.0  # virtual row -1 of zeros (dtw-python's null row)
     steps = np.full((n, m), -1, dtype=np.int8)
+    rk = np.empty(K, dtype=np.int64)
+    ok_ = np.empty(K, dtype=np.int64)
+    nan = False
     for i in range(n):
         s = i % nrows
-        R[s, :] = _INF
+        Rs = R[s]
+        Rs[:] = _INF
+        for k in range(K):
+            ii = i - di[k]
+            if ii < -1 or (ii == -1 and not open_begin):
+                rk[k] = nrows
+            else:
+                rk[k] = (ii + nrows) % nrows
+            ok_[k] = pj - dj[k]
         jlo = 0
         jhi = m - 1
         if band >= 0:
             jlo = max(0, i - band)
             jhi = min(m - 1, i + band)
-        for j in range(jlo, jhi + 1):
-            c = C[i, j]
-            if i == 0 and j == 0 and not open_begin:
-                R[s, pj] = c
-                continue
-            best = _INF
-            bk = -1
-            for k in range(K):
-                ii = i - di[k]
-                if ii < -1 or (ii == -1 and not open_begin):
-                    continue
-                v = R[(ii + nrows) % nrows, pj + j - dj[k]] + w[k] * c
-                if v < best:
-                    best = v
-                    bk = k
-            R[s, pj + j] = best
-            steps[i, j] = bk
+        if i == 0 and not open_begin:
+            Rs[pj] = C[0, 0]
+            nan |= C[0, 0] != C[0, 0]
+            jlo = 1
+        Ci = C[i]
+        St = steps[i]
+        if K == 3:
+            R0 = R[rk[0]]
+            R1 = R[rk[1]]
+            R2 = R[rk[2]]
+            o0 = ok_[0]
+            o1 = ok_[1]
+            o2 = ok_[2]
+            w0 = w[0]
+            w1 = w[1]
+            w2 = w[2]
+            for j in range(jlo, jhi + 1):
+                c = Ci[j]
+                nan |= c != c
+                # branch-free selects (random data makes branches unpredictable)
+                best = R0[o0 + j] + w0 * c
+                bk = 0
+                v = R1[o1 + j] + w1 * c
+                lt = v < best
+                best = v if lt else best
+                bk = 1 if lt else bk
+                v = R2[o2 + j] + w2 * c
+                lt = v < best
+                best = v if lt else best
+                bk = 2 if lt else bk
+                bk = -1 if best == _INF else bk
+                Rs[pj + j] = best
+                St[j] = bk
+        else:
+            for j in range(jlo, jhi + 1):
+                c = Ci[j]
+                nan |= c != c
+                best = _INF
+                bk = -1
+                for k in range(K):
+                    v = R[rk[k], ok_[k] + j] + w[k] * c
+                    if v < best:
+                        best = v
+                        bk = k
+                Rs[pj + j] = best
+                St[j] = bk
     last = (n - 1) % nrows
     jend = m - 1
     if open_end:
@@ -79,8 +128,8 @@ def _dtw_one(C, n, m, di, dj, w, band, open_begin, open_end, norm_code, path_out
                 bestv = v
                 jend = j
     cost = R[last, pj + jend]
-    if cost == _INF:
-        return cost, jend, 0
+    if cost == _INF or nan:
+        return cost, jend, 0, nan
     # backtrack (reversed into path_out, then flipped)
     i = n - 1
     j = jend
@@ -103,17 +152,35 @@ def _dtw_one(C, n, m, di, dj, w, band, open_begin, open_end, norm_code, path_out
         path_out[a, 1] = path_out[L - 1 - a, 1]
         path_out[L - 1 - a, 0] = t0
         path_out[L - 1 - a, 1] = t1
-    return cost, jend, L
+    return cost, jend, L, nan
 
 
 @nb.njit(parallel=True, cache=True)
-def dtw_batch(C, n, m, di, dj, w, band, open_begin, open_end, norm_code, path_out, cost_out,
-              end_out, len_out):
-    """Batched DTW: ``C`` ``(B, N, M)``, lengths ``n``/``m`` ``(B,)``; fills the outputs."""
+def dtw_batch(
+    C,
+    n,
+    m,
+    di,
+    dj,
+    w,
+    band,
+    open_begin,
+    open_end,
+    norm_code,
+    path_out,
+    cost_out,
+    end_out,
+    len_out,
+    nan_out,
+):
+    """Batched DTW: ``C`` ``(B, N, M)``, lengths ``n``/``m`` ``(B,)``; fills the outputs
+    (``nan_out[b]``: a NaN cost was read inside the band)."""
     B = C.shape[0]
     for b in nb.prange(B):
-        cost, jend, L = _dtw_one(C[b], n[b], m[b], di, dj, w, band, open_begin, open_end,
-                                 norm_code, path_out[b])
+        cost, jend, L, nan = _dtw_one(
+            C[b], n[b], m[b], di, dj, w, band, open_begin, open_end, norm_code, path_out[b]
+        )
+        nan_out[b] = nan
         cost_out[b] = cost
         end_out[b] = jend
         len_out[b] = L
@@ -274,11 +341,12 @@ def ctc_viterbi(lp, tgt, T, L, blank, labels_out, scores_out, total_out):
 # Monotonic alignment search (Glow-TTS)
 # ----------------------------------------------------------------------------------------------
 @nb.njit(parallel=True, cache=True)
-def mas(value, tx, ty, path_out, dur_out):
+def mas(value, tx, ty, path_out, dur_out, nan_out):
     """Glow-TTS MAS on ``value`` ``(B, T_text, T_mel)``; writes 1s into zero-filled ``path_out``.
 
-    Same recurrence, tie rule and arithmetic order (in the input dtype) as monotonic-align's
-    ``maximum_path_each``, keeping two columns plus one decision byte per cell.
+    Same recurrence, tie rule and arithmetic (in the input dtype) as monotonic-align's
+    ``maximum_path_each``, keeping two columns plus one decision byte per cell (the decision
+    is the comparison the max already makes). ``nan_out[b]`` is set when a NaN was read.
     """
     B = value.shape[0]
     for b in nb.prange(B):
@@ -287,34 +355,47 @@ def mas(value, tx, ty, path_out, dur_out):
         if t_x == 0 or t_y == 0:
             continue
         vb = value[b]
-        prev = np.empty(t_x, dtype=value.dtype)
-        cur = np.empty(t_x, dtype=value.dtype)
-        neg = value.dtype.type(-_INF)
-        # down[x, y]: at cell (x, y) the backtrack moves to x-1 (value[x, y-1] < value[x-1, y-1])
-        down = np.zeros((t_x, t_y), dtype=np.bool_)
+        bufa = np.empty(t_x, dtype=value.dtype)
+        bufb = np.empty(t_x, dtype=value.dtype)
+        # down[y, x]: at (x, y) the backtrack moves to x-1, i.e. acc[x, y-1] < acc[x-1, y-1]
+        down = np.zeros((t_y, t_x), dtype=np.uint8)
+        nan = False
         for y in range(t_y):
+            if y % 2 == 0:
+                prev = bufb
+                cur = bufa
+            else:
+                prev = bufa
+                cur = bufb
             lo = max(0, t_x + y - t_y)
             hi = min(t_x, y + 1)
-            for x in range(lo, hi):
-                if x == y:
-                    v_cur = neg
-                else:
-                    v_cur = prev[x]
-                if x == 0:
-                    if y == 0:
-                        v_prev = value.dtype.type(0.0)
-                    else:
-                        v_prev = neg
-                else:
-                    v_prev = prev[x - 1]
-                cur[x] = max(v_cur, v_prev) + vb[x, y]
-                if x > 0 and y > 0 and (x == y or prev[x] < prev[x - 1]):
-                    down[x, y] = True
-            for x in range(lo, hi):
-                prev[x] = cur[x]
+            x0 = lo
+            if lo == 0:
+                v = vb[0, y]
+                nan |= v != v
+                cur[0] = v if y == 0 else prev[0] + v  # x == 0: only the horizontal move
+                x0 = 1
+            x1 = hi
+            if hi == y + 1 and y >= 1:
+                x1 = y  # x == y handled below: only the diagonal move
+            dy = down[y]
+            for x in range(x0, x1):
+                a = prev[x]
+                c = prev[x - 1]
+                v = vb[x, y]
+                nan |= v != v
+                lt = a < c
+                cur[x] = (c if lt else a) + v
+                dy[x] = lt
+            if hi == y + 1 and y >= 1:
+                v = vb[y, y]
+                nan |= v != v
+                cur[y] = prev[y - 1] + v
+                dy[y] = 1
+        nan_out[b] = nan
         index = t_x - 1
         for y in range(t_y - 1, -1, -1):
             path_out[b, index, y] = 1
             dur_out[b, index] += 1
-            if index != 0 and down[index, y]:
+            if index != 0 and down[y, index]:
                 index -= 1

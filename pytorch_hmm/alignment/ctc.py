@@ -75,9 +75,7 @@ def _validate(
     B, T, C = log_probs.shape
     targets = torch.as_tensor(targets)
     if targets.dim() != 2 or targets.shape[0] != B:
-        raise ValueError(
-            f"targets must have shape (B, S) = ({B}, S), got {tuple(targets.shape)}"
-        )
+        raise ValueError(f"targets must have shape (B, S) = ({B}, S), got {tuple(targets.shape)}")
     if targets.dtype.is_floating_point or targets.dtype == torch.bool:
         raise ValueError(f"targets must be an integer tensor, got {targets.dtype}")
     S = targets.shape[1]
@@ -94,9 +92,7 @@ def _validate(
             raise ValueError(f"{name} must be an integer tensor, got {x.dtype}")
         x = x.to("cpu", torch.long)
         if B and (x.min() < 0 or x.max() > maxv):
-            raise ValueError(
-                f"{name} must lie in [0, {maxv}] ({what}), got {x.tolist()}"
-            )
+            raise ValueError(f"{name} must lie in [0, {maxv}] ({what}), got {x.tolist()}")
         return x
 
     il = lens(input_lengths, "input_lengths", T, "the number of frames T of log_probs")
@@ -175,8 +171,14 @@ class CTCAligner:
             scores = np.zeros((B, T), dtype=lpn.dtype)
             total = np.empty(B, dtype=np.float64)
             kernels.ctc_viterbi(
-                lpn, tcpu.contiguous().numpy(), il.numpy(), tl.numpy(), self.blank_id,
-                labels, scores, total,
+                lpn,
+                tcpu.contiguous().numpy(),
+                il.numpy(),
+                tl.numpy(),
+                self.blank_id,
+                labels,
+                scores,
+                total,
             )
             labels_t = torch.from_numpy(labels)
             scores_t = torch.from_numpy(scores)

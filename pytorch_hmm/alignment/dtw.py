@@ -15,6 +15,7 @@ tensors, or CPU when numba is missing or ``backend="torch"``).
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Callable, List, NamedTuple, Optional, Tuple, Union
@@ -209,7 +210,8 @@ class DTWAligner:
             ``"torch"``.
 
     Example:
-        >>> r = DTWAligner(step_pattern="symmetric2").align(torch.randn(50, 13), torch.randn(60, 13))
+        >>> x, y = torch.randn(50, 13), torch.randn(60, 13)
+        >>> r = DTWAligner(step_pattern="symmetric2").align(x, y)
         >>> r.path.shape[1], float(r.cost) > 0
         (2, True)
     """
@@ -276,12 +278,86 @@ class DTWAligner:
         if not x.is_floating_point():
             x = x.float()
         y = y.to(x.dtype)
+        kernels = _use_numba(x.device, self.backend)
+        if kernels is not None and x.shape[-2] > 0 and y.shape[-2] > 0:
+            return self._align_chunked(kernels, x, y, x_lengths, y_lengths)
         with torch.no_grad():
-            if callable(self.distance):
-                cost = self.distance(x, y)
-            else:
-                cost = pairwise_distance(x, y, self.distance)
+            cost = self._distance(x, y)
         return self.align_cost(cost, x_lengths, y_lengths)
+
+    def _distance(self, x: Tensor, y: Tensor) -> Tensor:
+        if callable(self.distance):
+            return self.distance(x, y)
+        return pairwise_distance(x, y, self.distance)
+
+    def _align_chunked(self, kernels, x, y, x_lengths, y_lengths) -> DTWResult:
+        """CPU + numba: cost matrices for a few pairs at a time (one per numba thread) in a
+        reused buffer, each chunk aligned in parallel; never materialises ``(B, N, M)``."""
+        unbatched = x.dim() == 2
+        if unbatched:
+            x, y = x.unsqueeze(0), y.unsqueeze(0)
+        B, N, _ = x.shape
+        M = y.shape[1]
+        n = _check_lengths(x_lengths, B, N, "x_lengths")
+        m = _check_lengths(y_lengths, B, M, "y_lengths")
+        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float64
+        chunk = max(1, min(B, kernels.num_threads()))
+        nl, ml = n.tolist(), m.tolist()
+        Nc, Mc = max(nl), max(ml)
+        buf = self._buffer(chunk * Nc * Mc, dtype)
+        di, dj, w = self._arrays()
+        path = np.full((B, N + M, 2), -1, dtype=np.int64)
+        c_out = np.empty(B, dtype=np.float64)
+        e_out = np.empty(B, dtype=np.int64)
+        l_out = np.empty(B, dtype=np.int64)
+        nan = np.zeros(B, dtype=np.bool_)
+        n_np, m_np = n.numpy(), m.numpy()
+        with torch.no_grad():
+            for b0 in range(0, B, chunk):
+                b1 = min(B, b0 + chunk)
+                nmax, mmax = max(nl[b0:b1]), max(ml[b0:b1])
+                C = buf[: (b1 - b0) * nmax * mmax].view(b1 - b0, nmax, mmax)
+                for b in range(b0, b1):
+                    d = self._distance(x[b : b + 1, : nl[b]], y[b : b + 1, : ml[b]])[0]
+                    C[b - b0, : nl[b], : ml[b]] = d
+                kernels.dtw_batch(
+                    C.numpy(),
+                    n_np[b0:b1],
+                    m_np[b0:b1],
+                    di,
+                    dj,
+                    w,
+                    -1 if self.band is None else self.band,
+                    self.open_begin,
+                    self.open_end,
+                    _NORM_CODE[self.pattern.norm],
+                    path[b0:b1],
+                    c_out[b0:b1],
+                    e_out[b0:b1],
+                    l_out[b0:b1],
+                    nan[b0:b1],
+                )
+        _raise_nan(nan)
+        res = self._finish(torch.from_numpy(path), c_out, e_out, l_out, n, x.device, dtype)
+        if unbatched:
+            L = int(res.path_lengths[0])
+            res = DTWResult(
+                res.path[0, :L],
+                res.cost[0],
+                res.normalized_cost[0],
+                res.path_lengths[0],
+                res.end[0],
+            )
+        return res
+
+    def _buffer(self, numel: int, dtype: torch.dtype) -> Tensor:
+        """A flat scratch buffer reused across calls (avoids re-faulting fresh pages)."""
+        tls = self.__dict__.setdefault("_tls", threading.local())  # one buffer per thread
+        buf = getattr(tls, "scratch", None)
+        if buf is None or buf.dtype != dtype or buf.numel() < numel:
+            buf = torch.empty(numel, dtype=dtype)
+            tls.scratch = buf
+        return buf
 
     def align_cost(
         self,
@@ -293,9 +369,7 @@ class DTWAligner:
         if not isinstance(cost, Tensor):
             cost = torch.as_tensor(cost)
         if cost.dim() not in (2, 3):
-            raise ValueError(
-                f"cost must have shape (N, M) or (B, N, M), got {tuple(cost.shape)}"
-            )
+            raise ValueError(f"cost must have shape (N, M) or (B, N, M), got {tuple(cost.shape)}")
         unbatched = cost.dim() == 2
         if unbatched:
             if x_lengths is not None or y_lengths is not None:
@@ -307,14 +381,18 @@ class DTWAligner:
         B, N, M = cost.shape
         if N < 1 or M < 1:
             raise ValueError(f"cost must have N, M >= 1, got shape {tuple(cost.shape)}")
-        if torch.isnan(cost).any():
-            raise ValueError("cost contains NaN")
         n = _check_lengths(x_lengths, B, N, "x_lengths")
         m = _check_lengths(y_lengths, B, M, "y_lengths")
         kernels = _use_numba(cost.device, self.backend)
         if kernels is not None:
-            res = self._numba(kernels, cost, n, m)
+            res = self._numba(kernels, cost, n, m)  # NaN is detected by the kernel
         else:
+            rows = torch.arange(N, device=cost.device).view(1, N, 1)
+            cols = torch.arange(M, device=cost.device).view(1, 1, M)
+            inside = (rows < n.to(cost.device).view(B, 1, 1)) & (
+                cols < m.to(cost.device).view(B, 1, 1)
+            )
+            _raise_nan((torch.isnan(cost) & inside).flatten(1).any(1).cpu().numpy())
             res = self._torch(cost, n, m)
         if unbatched:
             L = int(res.path_lengths[0])
@@ -358,14 +436,17 @@ class DTWAligner:
 
     def _numba(self, kernels, cost: Tensor, n: Tensor, m: Tensor) -> DTWResult:
         B, N, M = cost.shape
-        C = cost.contiguous().numpy() if cost.dtype in (torch.float32, torch.float64) else (
-            cost.double().contiguous().numpy()
+        C = (
+            cost.contiguous().numpy()
+            if cost.dtype in (torch.float32, torch.float64)
+            else (cost.double().contiguous().numpy())
         )
         di, dj, w = self._arrays()
         path = np.full((B, N + M, 2), -1, dtype=np.int64)
         c_out = np.empty(B, dtype=np.float64)
         e_out = np.empty(B, dtype=np.int64)
         l_out = np.empty(B, dtype=np.int64)
+        nan = np.zeros(B, dtype=np.bool_)
         kernels.dtw_batch(
             C,
             n.numpy(),
@@ -381,9 +462,10 @@ class DTWAligner:
             c_out,
             e_out,
             l_out,
+            nan,
         )
-        return self._finish(torch.from_numpy(path), c_out, e_out, l_out, n, cost.device,
-                            cost.dtype)
+        _raise_nan(nan)
+        return self._finish(torch.from_numpy(path), c_out, e_out, l_out, n, cost.device, cost.dtype)
 
     def _torch(self, cost: Tensor, n: Tensor, m: Tensor) -> DTWResult:
         B, N, M = cost.shape
@@ -453,14 +535,19 @@ class DTWAligner:
             if not np.isfinite(total_np[b]):
                 continue
             if kernels is not None:
-                L = kernels.backtrack_steps(steps_np[b], int(n_np[b]), int(end_np[b]), di, dj,
-                                            path[b])
+                L = kernels.backtrack_steps(
+                    steps_np[b], int(n_np[b]), int(end_np[b]), di, dj, path[b]
+                )
             else:
                 L = _backtrack_py(steps_np[b], int(n_np[b]), int(end_np[b]), di, dj, path[b])
             path[b, :L] = path[b, :L][::-1].copy()
             lens[b] = L
-        return self._finish(torch.from_numpy(path), total_np, end_np, lens, n, device,
-                            cost.dtype)
+        return self._finish(torch.from_numpy(path), total_np, end_np, lens, n, device, cost.dtype)
+
+
+def _raise_nan(nan: np.ndarray) -> None:
+    if nan.any():
+        raise ValueError(f"the cost matrix contains NaN (pairs {np.nonzero(nan)[0].tolist()})")
 
 
 def _backtrack_py(steps: np.ndarray, n: int, jend: int, di, dj, path_out: np.ndarray) -> int:

@@ -95,8 +95,6 @@ def monotonic_alignment_search(
     if B and ((tx == 0) != (ty == 0)).any():
         bad = ((tx == 0) != (ty == 0)).nonzero()[:, 0].tolist()
         raise ValueError(f"text_lengths is 0 but mel_lengths is not for utterances {bad}")
-    if torch.isnan(log_p).any():
-        raise ValueError("log_p contains NaN")
     value = log_p.detach()
     kernels = _use_numba(value.device, backend)
     if kernels is not None:
@@ -105,9 +103,20 @@ def monotonic_alignment_search(
             v = v.float()
         path = torch.zeros((B, Tx, Ty), dtype=v.dtype)
         dur = torch.zeros((B, Tx), dtype=torch.long)
-        kernels.mas(v.numpy(), tx.numpy(), ty.numpy(), path.numpy(), dur.numpy())
+        nan = np.zeros(B, dtype=np.bool_)  # the kernel flags NaN on the cells it reads
+        kernels.mas(v.numpy(), tx.numpy(), ty.numpy(), path.numpy(), dur.numpy(), nan)
+        if nan.any():
+            raise ValueError(f"log_p contains NaN (utterances {np.nonzero(nan)[0].tolist()})")
         path = path.to(log_p.dtype)
     else:
+        dev = value.device
+        inside = (torch.arange(Tx, device=dev).view(1, Tx, 1) < tx.to(dev).view(B, 1, 1)) & (
+            torch.arange(Ty, device=dev).view(1, 1, Ty) < ty.to(dev).view(B, 1, 1)
+        )
+        isnan = torch.isnan(value) & inside  # NaN in the padding is ignored, as by the kernel
+        if isnan.any():
+            bad = isnan.flatten(1).any(1).nonzero()[:, 0].tolist()
+            raise ValueError(f"log_p contains NaN (utterances {bad})")
         path, dur = _mas_torch(value, tx.to(value.device), ty.to(value.device))
     if unbatched:
         return MASResult(path[0], dur[0])

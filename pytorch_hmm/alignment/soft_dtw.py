@@ -86,7 +86,9 @@ def _torch_backward(C: Tensor, R: Tensor, n: Tensor, m: Tensor, gamma: float) ->
         for di, dj in ((1, 0), (0, 1), (1, 1)):
             r2 = Rm[:, i + di, j + dj]
             ok = torch.isfinite(r2) & torch.isfinite(r)
-            expo = torch.where(ok, (r2 - r - Cp[:, i + di, j + dj]) / gamma, torch.full_like(r, -inf))
+            expo = torch.where(
+                ok, (r2 - r - Cp[:, i + di, j + dj]) / gamma, torch.full_like(r, -inf)
+            )
             acc = acc + E[:, i + di, j + dj] * torch.exp(expo)
         acc = torch.where(is_end & torch.isfinite(r), torch.ones_like(acc), acc)
         E[:, i, j] = acc
