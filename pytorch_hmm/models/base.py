@@ -1,0 +1,275 @@
+"""The model side of "one engine, many models": a base class that turns parameters into the
+engine's inputs (log initial probabilities, log transitions, emission log-likelihoods) and
+offers the familiar hmmlearn-like surface on top of :mod:`pytorch_hmm.core`."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import core
+from ..core.validation import check_lengths
+
+ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
+
+
+def _as_probs(name: str, p: ArrayLike, shape: Tuple[int, ...]) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(p, dtype=np.float64) if not isinstance(p, torch.Tensor) else p)
+    t = t.to(torch.float64)
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+    if (t < 0).any() or not torch.isfinite(t).all():
+        raise ValueError(f"{name} must hold finite probabilities >= 0")
+    s = t.sum(-1)
+    if not torch.allclose(s, torch.ones_like(s), atol=1e-6):
+        raise ValueError(f"{name} rows must sum to one, got sums {s.flatten()[:5].tolist()}")
+    return t
+
+
+class BaseHMM(nn.Module):
+    """An HMM with K states whose start and transition probabilities are parameters.
+
+    Probabilities are stored as unconstrained logits; ``log_initial()`` and
+    ``log_transitions()`` apply a (masked) log-softmax, so any ``torch.optim`` optimiser keeps
+    them valid, and transitions that start at zero (left-to-right models) stay exactly zero
+    (``-inf``) under gradient training and EM alike. Subclasses implement
+    :meth:`emission_log_likelihood`.
+    """
+
+    def __init__(
+        self,
+        num_states: int,
+        startprob: Optional[ArrayLike] = None,
+        transmat: Optional[ArrayLike] = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        if int(num_states) < 1:
+            raise ValueError(f"num_states must be >= 1, got {num_states}")
+        K = self.num_states = int(num_states)
+        sp = (
+            torch.full((K,), 1.0 / K, dtype=torch.float64)
+            if startprob is None
+            else _as_probs("startprob", startprob, (K,))
+        )
+        tm = (
+            torch.full((K, K), 1.0 / K, dtype=torch.float64)
+            if transmat is None
+            else _as_probs("transmat", transmat, (K, K))
+        )
+        self.start_logits = nn.Parameter(torch.zeros(K, dtype=dtype))
+        self.trans_logits = nn.Parameter(torch.zeros(K, K, dtype=dtype))
+        self.register_buffer("start_mask", torch.ones(K, dtype=torch.bool))
+        self.register_buffer("trans_mask", torch.ones(K, K, dtype=torch.bool))
+        self.set_startprob(sp)
+        self.set_transmat(tm)
+
+    # -- parameters -------------------------------------------------------------------------
+    def set_startprob(self, startprob: ArrayLike) -> None:
+        """Set start probabilities (K,); zeros become structural zeros (kept by training)."""
+        p = _as_probs("startprob", startprob, (self.num_states,))
+        with torch.no_grad():
+            self.start_mask.copy_(p > 0)
+            self.start_logits.copy_(torch.where(p > 0, p.log(), 0.0).to(self.start_logits))
+
+    def set_transmat(self, transmat: ArrayLike) -> None:
+        """Set transition probabilities (K, K); zeros become structural zeros."""
+        K = self.num_states
+        p = _as_probs("transmat", transmat, (K, K))
+        with torch.no_grad():
+            self.trans_mask.copy_(p > 0)
+            self.trans_logits.copy_(torch.where(p > 0, p.log(), 0.0).to(self.trans_logits))
+
+    def log_initial(self) -> torch.Tensor:
+        """Log start probabilities (K,), -inf at structural zeros."""
+        return torch.log_softmax(self.start_logits.masked_fill(~self.start_mask, -math.inf), -1)
+
+    def log_transitions(self) -> torch.Tensor:
+        """Log transition matrix (K, K), rows normalised, -inf at structural zeros."""
+        lg = self.trans_logits.masked_fill(~self.trans_mask, -math.inf)
+        out = torch.log_softmax(lg, -1)
+        # a row with no allowed move (never reached) stays all -inf rather than NaN
+        return torch.where(self.trans_mask.any(-1, keepdim=True), out, -math.inf)
+
+    @property
+    def startprob(self) -> torch.Tensor:
+        return self.log_initial().detach().exp()
+
+    @property
+    def transmat(self) -> torch.Tensor:
+        return self.log_transitions().detach().exp()
+
+    # -- emissions --------------------------------------------------------------------------
+    def emission_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x_t | z_t = k)`` for ``x`` (B, T, D) -> (B, T, K)."""
+        raise NotImplementedError
+
+    def _prepare_x(
+        self, x: ArrayLike, lengths: Optional[ArrayLike] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Accept (T, D) or (B, T, D) features (tensor or array); return (B, T, D), lengths."""
+        p = next(self.parameters())
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x), dtype=p.dtype)
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"x must hold floating-point features, got {x.dtype}")
+        x = x.to(device=p.device, dtype=p.dtype)
+        if x.dim() == 2:
+            x = x.unsqueeze(0)
+        if x.dim() != 3:
+            raise ValueError(f"x must have shape (T, D) or (B, T, D), got {tuple(x.shape)}")
+        self._check_features(x)
+        B, T = x.shape[:2]
+        if T == 0:
+            raise ValueError("x has no frames (T=0): sequences must have at least one frame")
+        lengths = check_lengths(lengths, B, T, x.device)
+        mask = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+        bad = torch.isnan(x).any(-1) & mask
+        if bad.any():
+            b, t = torch.nonzero(bad)[0].tolist()
+            raise ValueError(f"x contains NaN (sequence {b}, frame {t})")
+        # padding may hold anything (NaN included): replace it so it cannot poison a matmul
+        x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
+        return x, lengths
+
+    def _check_features(self, x: torch.Tensor) -> None:
+        pass
+
+    def _engine_inputs(self, x: ArrayLike, lengths: Optional[ArrayLike] = None):
+        x, lengths = self._prepare_x(x, lengths)
+        return self.emission_log_likelihood(x), self.log_initial(), self.log_transitions(), lengths
+
+    # -- inference (all through the engine) -------------------------------------------------
+    def log_likelihood(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> torch.Tensor:
+        """Log-likelihood of each sequence, (B,); differentiable w.r.t. every parameter."""
+        lb, lpi, lA, lengths = self._engine_inputs(x, lengths)
+        return core.log_likelihood(lb, lpi, lA, lengths)
+
+    def forward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> torch.Tensor:
+        """``model(x)`` is the log-likelihood (B,), e.g. for isolated-word recognition."""
+        return self.log_likelihood(x, lengths)
+
+    def posteriors(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> core.PosteriorResult:
+        lb, lpi, lA, lengths = self._engine_inputs(x, lengths)
+        return core.posteriors(lb.detach(), lpi.detach(), lA.detach(), lengths)
+
+    def viterbi(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> core.ViterbiResult:
+        lb, lpi, lA, lengths = self._engine_inputs(x, lengths)
+        return core.viterbi(lb.detach(), lpi.detach(), lA.detach(), lengths)
+
+    # hmmlearn-like names ---------------------------------------------------------------------
+    def score(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
+        """Total log-likelihood of all sequences (a float, as hmmlearn's ``score``)."""
+        with torch.no_grad():
+            return float(self.log_likelihood(x, lengths).double().sum())
+
+    def decode(
+        self, x: ArrayLike, lengths: Optional[ArrayLike] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(log_prob (B,), states (B, T))`` of the Viterbi path (hmmlearn's ``decode``)."""
+        v = self.viterbi(x, lengths)
+        return v.score, v.path
+
+    def predict(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> torch.Tensor:
+        """Viterbi state sequence (B, T), -1 on padding."""
+        return self.viterbi(x, lengths).path
+
+    def predict_proba(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> torch.Tensor:
+        """State posteriors (B, T, K)."""
+        return self.posteriors(x, lengths).state_posteriors
+
+    def sample_states(
+        self, n_frames: int, num_sequences: int = 1, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
+        """Draw state paths (num_sequences, n_frames) from the Markov chain's prior."""
+        if n_frames < 1:
+            raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+        p0 = self.startprob.double()
+        A = self.transmat.double()
+        z = torch.empty(num_sequences, n_frames, dtype=torch.long)
+        z[:, 0] = torch.multinomial(p0.cpu(), num_sequences, replacement=True, generator=generator)
+        Ac = A.cpu()
+        for t in range(1, n_frames):
+            z[:, t] = torch.multinomial(Ac[z[:, t - 1]], 1, generator=generator).squeeze(1)
+        return z.to(self.start_logits.device)
+
+    def sample_posterior(
+        self,
+        x: ArrayLike,
+        lengths: Optional[ArrayLike] = None,
+        num_samples: int = 1,
+        generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
+        """State paths drawn from ``p(z | x)``: (num_samples, B, T), -1 on padding."""
+        lb, lpi, lA, lengths = self._engine_inputs(x, lengths)
+        return core.sample_posterior(
+            lb.detach(),
+            lpi.detach(),
+            lA.detach(),
+            lengths,
+            num_samples=num_samples,
+            generator=generator,
+        )
+
+    def extra_repr(self) -> str:
+        return f"num_states={self.num_states}"
+
+
+class HMMPyTorch(BaseHMM):
+    """A plain HMM over emission scores the caller supplies (the seed's name, kept).
+
+    ``HMMPyTorch(transition_matrix, initial_probs=None)``; then ``log_likelihood``,
+    ``viterbi``, ``posteriors``, ``forward_backward`` take ``log_emissions`` (B, T, K) or
+    (T, K) instead of features. Example::
+
+        hmm = HMMPyTorch(torch.tensor([[0.9, 0.1], [0.0, 1.0]]))
+        path = hmm.viterbi(log_probs).path
+    """
+
+    def __init__(
+        self,
+        transition_matrix: ArrayLike,
+        initial_probs: Optional[ArrayLike] = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        tm = torch.as_tensor(
+            np.asarray(transition_matrix)
+            if not isinstance(transition_matrix, torch.Tensor)
+            else transition_matrix
+        )
+        if tm.dim() != 2 or tm.shape[0] != tm.shape[1]:
+            raise ValueError(
+                f"transition_matrix must be a square (K, K) matrix, got {tuple(tm.shape)}"
+            )
+        K = tm.shape[0]
+        if initial_probs is None:
+            initial_probs = torch.zeros(K, dtype=torch.float64)
+            initial_probs[0] = 1.0
+        super().__init__(K, initial_probs, tm, dtype=dtype)
+
+    def _prepare_x(self, x, lengths=None):
+        p = self.start_logits
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x), dtype=p.dtype)
+        x = x.to(device=p.device, dtype=p.dtype)
+        if x.dim() == 2:
+            x = x.unsqueeze(0)
+        if x.dim() != 3 or x.shape[-1] != self.num_states:
+            raise ValueError(
+                f"log_emissions must have shape (B, T, K) or (T, K) with K={self.num_states}, "
+                f"got {tuple(x.shape)}"
+            )
+        return x, check_lengths(lengths, x.shape[0], x.shape[1], x.device)
+
+    def emission_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def forward_backward(
+        self, log_emissions: ArrayLike, lengths: Optional[ArrayLike] = None
+    ) -> core.PosteriorResult:
+        """State posteriors, transition counts and log-likelihood (the E-step)."""
+        return self.posteriors(log_emissions, lengths)

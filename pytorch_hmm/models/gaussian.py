@@ -1,0 +1,278 @@
+"""Gaussian HMM: each state emits a multivariate normal (diagonal or full covariance)."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import ArrayLike, BaseHMM
+
+COVARIANCE_TYPES = ("diag", "full")
+
+
+def diag_gaussian_log_likelihood(
+    x: torch.Tensor, means: torch.Tensor, variances: torch.Tensor
+) -> torch.Tensor:
+    """``log N(x | means[k], diag(variances[k]))`` for ``x`` (B, T, D), means and variances
+    (K, D) -> (B, T, K). Two matrix products, no (B, T, K, D) temporary."""
+    D = x.shape[-1]
+    prec = 1.0 / variances  # (K, D)
+    const = D * math.log(2 * math.pi) + variances.log().sum(-1) + (means**2 * prec).sum(-1)
+    quad = (x * x) @ prec.t() - 2.0 * (x @ (means * prec).t())
+    return -0.5 * (quad + const)
+
+
+def full_gaussian_log_likelihood(
+    x: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor
+) -> torch.Tensor:
+    """``log N(x | means[k], L_k L_k^T)`` for ``x`` (B, T, D), means (K, D), lower-triangular
+    Cholesky factors ``scale_tril`` (K, D, D) -> (B, T, K)."""
+    B, T, D = x.shape
+    K = means.shape[0]
+    diff = x.reshape(1, B * T, D) - means.unsqueeze(1)  # (K, N, D)
+    y = torch.linalg.solve_triangular(scale_tril, diff.transpose(1, 2), upper=False)
+    maha = (y * y).sum(1)  # (K, N)
+    logdet = 2.0 * torch.diagonal(scale_tril, dim1=-2, dim2=-1).log().sum(-1)  # (K,)
+    ll = -0.5 * (maha + logdet.unsqueeze(1) + D * math.log(2 * math.pi))
+    return ll.t().reshape(B, T, K)
+
+
+class GaussianHMM(BaseHMM):
+    """HMM with Gaussian emissions, an ``nn.Module``.
+
+    Parameters are named as in hmmlearn: ``startprob`` (K,), ``transmat`` (K, K), ``means``
+    (K, D), ``covars`` ((K, D) for ``"diag"``, (K, D, D) for ``"full"``). Missing ones start
+    uniform / zero / one. Zeros in ``startprob`` and ``transmat`` are structural: training
+    keeps them zero (left-to-right models stay left-to-right).
+
+    Variances are stored as log-variances (diag) or a Cholesky factor with a log-diagonal
+    (full), so gradient training keeps them valid.
+
+    Example::
+
+        hmm = GaussianHMM(3, 13, covariance_type="diag")
+        ll = hmm(features)              # (B,) log-likelihood, differentiable
+        states = hmm.predict(features)  # (B, T) Viterbi path
+    """
+
+    def __init__(
+        self,
+        num_states: int,
+        feature_dim: int,
+        covariance_type: str = "diag",
+        startprob: Optional[ArrayLike] = None,
+        transmat: Optional[ArrayLike] = None,
+        means: Optional[ArrayLike] = None,
+        covars: Optional[ArrayLike] = None,
+        min_covar: float = 1e-3,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
+            )
+        if int(feature_dim) < 1:
+            raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
+        super().__init__(num_states, startprob, transmat, dtype=dtype)
+        K, D = self.num_states, int(feature_dim)
+        self.feature_dim = D
+        self.covariance_type = covariance_type
+        self.min_covar = float(min_covar)
+        self.means = nn.Parameter(torch.zeros(K, D, dtype=dtype))
+        if covariance_type == "diag":
+            self.log_covars = nn.Parameter(torch.zeros(K, D, dtype=dtype))
+        else:
+            self.tril_raw = nn.Parameter(torch.zeros(K, D, D, dtype=dtype))
+        if means is not None:
+            self.set_means(means)
+        if covars is not None:
+            self.set_covars(covars)
+
+    # -- parameters -------------------------------------------------------------------------
+    def set_means(self, means: ArrayLike) -> None:
+        m = torch.as_tensor(np.asarray(means) if not isinstance(means, torch.Tensor) else means)
+        if tuple(m.shape) != (self.num_states, self.feature_dim):
+            raise ValueError(
+                f"means must have shape (K, D) = ({self.num_states}, "
+                f"{self.feature_dim}), got {tuple(m.shape)}"
+            )
+        if not torch.isfinite(m).all():
+            raise ValueError("means must be finite")
+        with torch.no_grad():
+            self.means.copy_(m.to(self.means))
+
+    def set_covars(self, covars: ArrayLike) -> None:
+        """Set covariances: (K, D) variances for "diag", (K, D, D) matrices for "full"."""
+        c = torch.as_tensor(np.array(covars) if not isinstance(covars, torch.Tensor) else covars)
+        c = c.to(torch.float64)
+        K, D = self.num_states, self.feature_dim
+        if self.covariance_type == "diag":
+            if tuple(c.shape) != (K, D):
+                raise ValueError(
+                    f"covars for 'diag' must have shape (K, D) = ({K}, {D}), got {tuple(c.shape)}"
+                )
+            if not (c > 0).all():
+                raise ValueError("covars must be positive")
+            with torch.no_grad():
+                self.log_covars.copy_(c.log().to(self.log_covars))
+        else:
+            if tuple(c.shape) != (K, D, D):
+                raise ValueError(
+                    f"covars for 'full' must have shape (K, D, D) = ({K}, {D}, {D})"
+                    f", got {tuple(c.shape)}"
+                )
+            L, info = torch.linalg.cholesky_ex(c)
+            if (info != 0).any():
+                k = int(torch.nonzero(info)[0])
+                raise ValueError(f"covars[{k}] is not symmetric positive definite")
+            raw = L.clone()
+            idx = torch.arange(D)
+            raw[:, idx, idx] = torch.diagonal(L, dim1=-2, dim2=-1).log()
+            with torch.no_grad():
+                self.tril_raw.copy_(raw.to(self.tril_raw))
+
+    def scale_tril(self) -> torch.Tensor:
+        """Cholesky factors of the covariances (K, D, D) (full covariance only)."""
+        raw = torch.tril(self.tril_raw, -1)
+        return raw + torch.diag_embed(torch.diagonal(self.tril_raw, dim1=-2, dim2=-1).exp())
+
+    @property
+    def covars(self) -> torch.Tensor:
+        """Covariances: (K, D) variances for "diag", (K, D, D) matrices for "full"."""
+        if self.covariance_type == "diag":
+            return self.log_covars.detach().exp()
+        L = self.scale_tril().detach()
+        return L @ L.transpose(-1, -2)
+
+    # -- emissions --------------------------------------------------------------------------
+    def _check_features(self, x: torch.Tensor) -> None:
+        if x.shape[-1] != self.feature_dim:
+            raise ValueError(
+                f"x must have feature_dim={self.feature_dim} features in its last "
+                f"axis, got shape {tuple(x.shape)}"
+            )
+
+    def emission_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """``log N(x_t | mean_k, covar_k)`` for ``x`` (B, T, D) -> (B, T, K)."""
+        if self.covariance_type == "diag":
+            return diag_gaussian_log_likelihood(x, self.means, self.log_covars.exp())
+        return full_gaussian_log_likelihood(x, self.means, self.scale_tril())
+
+    # -- generation -------------------------------------------------------------------------
+    def sample(
+        self,
+        n_frames: int,
+        num_sequences: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``(x, states)`` from the model: (T, D) and (T,) as hmmlearn's ``sample``, or
+        (N, T, D) and (N, T) with ``num_sequences=N``."""
+        N = 1 if num_sequences is None else int(num_sequences)
+        z = self.sample_states(n_frames, N, generator=generator)
+        with torch.no_grad():
+            mu = self.means[z]
+            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+            if self.covariance_type == "diag":
+                x = mu + eps * self.log_covars.exp().sqrt()[z]
+            else:
+                x = mu + (self.scale_tril()[z] @ eps.unsqueeze(-1)).squeeze(-1)
+        if num_sequences is None:
+            return x[0], z[0]
+        return x, z
+
+    def generate_sequence(self, duration: Union[int, ArrayLike], windows=None) -> torch.Tensor:
+        """The most likely feature trajectory for given state durations (TTS-style).
+
+        ``duration``: frames per state (K,) (states visited in order 0..K-1, as in a
+        left-to-right model), or a total number of frames, shared among the states in
+        proportion to their expected durations ``1 / (1 - a_kk)``. Returns (T, D): the state
+        means repeated, or, with ``windows`` (e.g. ``pytorch_hmm.speech.mlpg.DELTA_WINDOWS``)
+        and features laid out as [static, delta, delta-delta], the MLPG trajectory of the
+        static features (T, D / len(windows)).
+        """
+        K = self.num_states
+        if isinstance(duration, (int, np.integer)):
+            total = int(duration)
+            if total < K:
+                raise ValueError(f"duration={total} frames is shorter than the {K} states")
+            stay = torch.diagonal(self.transmat.double()).clamp(max=1 - 1e-6)
+            expected = 1.0 / (1.0 - stay)
+            d = torch.floor(expected / expected.sum() * total).long().clamp(min=1)
+            while int(d.sum()) < total:  # hand out the frames lost to rounding
+                d[int(torch.argmax(expected / d))] += 1
+            while int(d.sum()) > total:
+                d[int(torch.argmax(d))] -= 1
+        else:
+            d = torch.as_tensor(
+                np.asarray(duration) if not isinstance(duration, torch.Tensor) else duration
+            ).long()
+            if d.shape != (K,) or (d < 0).any() or int(d.sum()) < 1:
+                raise ValueError(
+                    f"duration must be an int or (K,) = ({K},) non-negative frame "
+                    f"counts with a positive sum, got {tuple(d.shape)}"
+                )
+        with torch.no_grad():
+            if windows is None:
+                return torch.repeat_interleave(self.means, d.to(self.means.device), dim=0)
+            from ..speech.mlpg import generate_from_states
+
+            variances = (
+                self.covars
+                if self.covariance_type == "diag"
+                else torch.diagonal(self.covars, dim1=-2, dim2=-1)
+            )
+            out = generate_from_states(
+                self.means, variances, d.to(self.means.device), windows=windows
+            )
+            return out.features.squeeze(0) if out.features.dim() == 3 else out.features
+
+    # -- hmmlearn interop -------------------------------------------------------------------
+    @classmethod
+    def from_hmmlearn(cls, model, dtype: torch.dtype = torch.float64) -> GaussianHMM:
+        """Build from a fitted ``hmmlearn.hmm.GaussianHMM`` ("diag" or "full")."""
+        ctype = model.covariance_type
+        if ctype not in COVARIANCE_TYPES:
+            raise ValueError(f"only 'diag' and 'full' covariances convert, got {ctype!r}")
+        K, D = model.means_.shape
+        covars = model._covars_ if ctype == "full" else np.diagonal(model.covars_, axis1=1, axis2=2)
+        return cls(
+            K,
+            D,
+            ctype,
+            startprob=model.startprob_,
+            transmat=model.transmat_,
+            means=model.means_,
+            covars=covars,
+            min_covar=model.min_covar,
+            dtype=dtype,
+        )
+
+    def to_hmmlearn(self):
+        """An equivalent ``hmmlearn.hmm.GaussianHMM`` (hmmlearn must be installed)."""
+        try:
+            from hmmlearn import hmm
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_hmmlearn needs hmmlearn: pip install hmmlearn") from e
+        m = hmm.GaussianHMM(
+            n_components=self.num_states,
+            covariance_type=self.covariance_type,
+            min_covar=self.min_covar,
+            init_params="",
+            params="stmc",
+        )
+        m.n_features = self.feature_dim
+        m.startprob_ = self.startprob.double().cpu().numpy()
+        m.transmat_ = self.transmat.double().cpu().numpy()
+        m.means_ = self.means.detach().double().cpu().numpy()
+        m.covars_ = self.covars.double().cpu().numpy()
+        return m
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_states={self.num_states}, feature_dim={self.feature_dim}, "
+            f"covariance_type={self.covariance_type!r}"
+        )
