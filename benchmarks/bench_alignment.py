@@ -29,7 +29,7 @@ from pytorch_hmm.alignment import (  # noqa: E402
     CTCAligner,
     DTWAligner,
     monotonic_alignment_search,
-    soft_dtw,
+    soft_dtw_distance,
 )
 from pytorch_hmm.alignment.dtw import _load_kernels  # noqa: E402
 
@@ -203,7 +203,7 @@ def main():
 
     def sdtw(backend):
         def f():
-            v = soft_dtw(sx, sy, 1.0, backend=backend)
+            v = soft_dtw_distance(sx, sy, 1.0, backend=backend)
             v.sum().backward()
             sx.grad = None
 

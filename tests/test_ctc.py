@@ -184,3 +184,35 @@ def test_warning_free_on_valid_input():
         warnings.simplefilter("error")
         r = CTCAligner().align(lp, torch.tensor([[1, 2], [3, 3]]))
     assert r.valid.all()
+
+
+def test_ties_backends_agree_and_scores_optimal():
+    # log-probs on a coarse grid: many exactly tied paths
+    torch.manual_seed(14)
+    B, T, C = 6, 6, 4
+    lp = -torch.randint(0, 3, (B, T, C)).double()
+    targets = torch.tensor([[1, 2, 1], [3, 3, 1], [2, 2, 2], [1, 3, 2], [2, 1, 1], [3, 1, 3]])
+    rs = [CTCAligner(backend=be).align(lp, targets) for be in BACKENDS]
+    for u in range(B):
+        best, _ = _brute(lp[u], targets[u].tolist(), 0)
+        for r in rs:
+            assert r.score[u].item() == best
+            assert r.scores[u].sum().item() == best
+            assert _collapse(r.labels[u].tolist(), 0) == targets[u].tolist()
+    if len(rs) == 2:
+        torch.testing.assert_close(rs[0].labels, rs[1].labels, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    torch.manual_seed(15)
+    lp = torch.randn(4, 50, 10).log_softmax(-1)
+    targets = torch.randint(1, 10, (4, 12))
+    il, tl = torch.tensor([50, 40, 13, 50]), torch.tensor([12, 10, 12, 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = CTCAligner().align(lp, targets, il, tl)
+        b = CTCAligner().align(lp.cuda(), targets.cuda(), il.cuda(), tl.cuda())
+    assert b.labels.is_cuda
+    torch.testing.assert_close(a.labels, b.labels.cpu(), rtol=0, atol=0)
+    torch.testing.assert_close(a.score, b.score.cpu(), rtol=1e-5, atol=1e-5)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pytorch_hmm.alignment import DTWAligner, SoftDTW, StepPattern, soft_dtw, soft_dtw_cost
+from pytorch_hmm.alignment import DTWAligner, SoftDTW, StepPattern, soft_dtw_cost, soft_dtw_distance
 from pytorch_hmm.alignment.dtw import _load_kernels
 
 dtw_python = pytest.importorskip("dtw")
@@ -321,7 +321,9 @@ def test_soft_dtw_gradcheck(backend, band):
     )
     x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     y = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: soft_dtw(a, b, 0.3, backend=backend), (x, y))
+    assert torch.autograd.gradcheck(
+        lambda a, b: soft_dtw_distance(a, b, 0.3, backend=backend), (x, y)
+    )
 
 
 def test_soft_dtw_backends_agree_float32():
@@ -333,7 +335,7 @@ def test_soft_dtw_backends_agree_float32():
     xl, yl = torch.tensor([30, 20, 11, 5]), torch.tensor([25, 25, 7, 9])
     out, grads = [], []
     for backend in BACKENDS:
-        v = soft_dtw(x, y, 0.1, xl, yl, backend=backend)
+        v = soft_dtw_distance(x, y, 0.1, xl, yl, backend=backend)
         (g,) = torch.autograd.grad(v.sum(), x)
         out.append(v)
         grads.append(g)
@@ -353,4 +355,45 @@ def test_soft_dtw_module_divergence_and_validation():
     with pytest.raises(ValueError, match="reduction must be"):
         SoftDTW(reduction="avg")
     with pytest.raises(ValueError, match="same D"):
-        soft_dtw(torch.rand(3, 2), torch.rand(3, 4))
+        soft_dtw_distance(torch.rand(3, 2), torch.rand(3, 4))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    torch.manual_seed(6)
+    x, y = torch.randn(3, 40, 5, dtype=torch.float64), torch.randn(3, 50, 5, dtype=torch.float64)
+    xl, yl = torch.tensor([40, 22, 9]), torch.tensor([50, 30, 12])
+    a = DTWAligner().align(x, y, xl, yl)
+    b = DTWAligner().align(x.cuda(), y.cuda(), xl.cuda(), yl.cuda())
+    assert b.path.is_cuda
+    torch.testing.assert_close(a.path, b.path.cpu(), rtol=0, atol=0)
+    torch.testing.assert_close(a.cost, b.cost.cpu(), rtol=1e-10, atol=1e-10)
+    c = torch.rand(3, 30, 35, dtype=torch.float64)
+    cg = c.cuda().requires_grad_()
+    cc = c.clone().requires_grad_()
+    va, vb = (
+        soft_dtw_cost(cc, 0.3, xl.clamp(max=30), yl.clamp(max=35)),
+        soft_dtw_cost(cg, 0.3, xl.clamp(max=30).cuda(), yl.clamp(max=35).cuda()),
+    )
+    va.sum().backward()
+    vb.sum().backward()
+    torch.testing.assert_close(va, vb.cpu(), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(cc.grad, cg.grad.cpu(), rtol=1e-8, atol=1e-10)
+
+
+def test_falls_back_to_torch_without_numba(monkeypatch):
+    import pytorch_hmm.alignment.dtw as dtw_mod
+
+    monkeypatch.setattr(dtw_mod, "_KERNELS_LOADED", True)
+    monkeypatch.setattr(dtw_mod, "_KERNELS", None)
+    x, y = _feats(10, 12, seed=9)
+    ref = dtw_python.dtw(x, y)
+    r = DTWAligner().align(torch.from_numpy(x), torch.from_numpy(y))  # backend="auto"
+    np.testing.assert_array_equal(r.path.numpy(), _ref_path(ref))
+    with pytest.raises(RuntimeError, match="backend='numba' needs numba"):
+        DTWAligner(backend="numba").align(torch.from_numpy(x), torch.from_numpy(y))
+    from pytorch_hmm.alignment import CTCAligner, monotonic_alignment_search
+
+    lp = torch.randn(1, 6, 3).log_softmax(-1)
+    assert CTCAligner().align(lp, torch.tensor([[1, 2]])).valid.all()
+    assert monotonic_alignment_search(torch.randn(2, 6)).durations.sum() == 6

@@ -115,3 +115,15 @@ def test_unbatched():
 def test_validation(args, match):
     with pytest.raises(ValueError, match=match):
         monotonic_alignment_search(*args)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    torch.manual_seed(24)
+    lp = torch.randn(4, 20, 90)
+    tx, ty = torch.tensor([20, 11, 3, 20]), torch.tensor([90, 50, 3, 20])
+    a = monotonic_alignment_search(lp, tx, ty)
+    b = monotonic_alignment_search(lp.cuda(), tx.cuda(), ty.cuda())
+    assert b.alignment.is_cuda
+    torch.testing.assert_close(a.alignment, b.alignment.cpu(), rtol=0, atol=0)
+    torch.testing.assert_close(a.durations, b.durations.cpu(), rtol=0, atol=0)

@@ -10,10 +10,10 @@ from .dtw import STEP_PATTERNS as STEP_PATTERNS
 from .dtw import DTWAligner as DTWAligner
 from .dtw import DTWResult as DTWResult
 from .dtw import StepPattern as StepPattern
-from .dtw import dtw as dtw
+from .dtw import dtw_align as dtw_align
 from .dtw import pairwise_distance as pairwise_distance
 from .mas import MASResult as MASResult
 from .mas import monotonic_alignment_search as monotonic_alignment_search
 from .soft_dtw import SoftDTW as SoftDTW
-from .soft_dtw import soft_dtw as soft_dtw
 from .soft_dtw import soft_dtw_cost as soft_dtw_cost
+from .soft_dtw import soft_dtw_distance as soft_dtw_distance

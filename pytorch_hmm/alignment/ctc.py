@@ -3,8 +3,11 @@
 The same alignment as ``torchaudio.functional.forced_align`` (which handles one utterance at
 a time): the best path through the CTC topology ``blank, y1, blank, y2, ..., yS, blank``
 where a path may skip a blank between two *different* tokens; equal consecutive tokens need
-a blank between them. Ties prefer staying in a state, then the previous state; the final
-state prefers the last token over the trailing blank unless the blank is strictly better.
+a blank between them. Ties follow torchaudio's CPU kernel: a state keeps its own predecessor
+unless an advance is strictly better, a two-state skip is taken only when strictly better
+than both others, and the path ends on the trailing blank only when strictly better than on
+the last token. (One deliberate difference: when the one- and two-state predecessors tie above
+"stay", torchaudio falls through to the worse "stay"; this takes the one-state advance.)
 
 Back ends: a numba kernel on CPU (parallel over utterances) and a torch loop over frames
 (vectorised over utterances and states) on GPU or when numba is missing.

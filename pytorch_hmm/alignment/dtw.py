@@ -30,7 +30,7 @@ __all__ = [
     "DTWResult",
     "DTWAligner",
     "pairwise_distance",
-    "dtw",
+    "dtw_align",
 ]
 
 _KERNELS = None
@@ -566,7 +566,7 @@ def _backtrack_py(steps: np.ndarray, n: int, jend: int, di, dj, path_out: np.nda
     return L
 
 
-def dtw(
+def dtw_align(
     x: Tensor,
     y: Tensor,
     x_lengths: Optional[Tensor] = None,

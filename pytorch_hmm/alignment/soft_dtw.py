@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .dtw import _check_lengths, _use_numba, pairwise_distance
 
-__all__ = ["soft_dtw", "soft_dtw_cost", "SoftDTW"]
+__all__ = ["soft_dtw_distance", "soft_dtw_cost", "SoftDTW"]
 
 
 def _band_arg(band: Optional[int]) -> int:
@@ -174,7 +174,7 @@ def soft_dtw_cost(
     return out[0] if unbatched else out
 
 
-def soft_dtw(
+def soft_dtw_distance(
     x: Tensor,
     y: Tensor,
     gamma: float = 1.0,
@@ -243,7 +243,9 @@ class SoftDTW(nn.Module):
         y_lengths: Optional[Tensor] = None,
     ) -> Tensor:
         def f(a, b, la, lb):
-            return soft_dtw(a, b, self.gamma, la, lb, self.distance, self.band, self.backend)
+            return soft_dtw_distance(
+                a, b, self.gamma, la, lb, self.distance, self.band, self.backend
+            )
 
         out = f(x, y, x_lengths, y_lengths)
         if self.normalize:
