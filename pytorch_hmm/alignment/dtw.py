@@ -303,7 +303,7 @@ class DTWAligner:
         dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float64
         chunk = max(1, min(B, kernels.num_threads()))
         nl, ml = n.tolist(), m.tolist()
-        Nc, Mc = max(nl), max(ml)
+        Nc, Mc = (max(nl), max(ml)) if B else (1, 1)
         buf = self._buffer(chunk * Nc * Mc, dtype)
         di, dj, w = self._arrays()
         path = np.full((B, N + M, 2), -1, dtype=np.int64)
