@@ -193,7 +193,7 @@ def main():
             ("ours (numba)", lambda: sym2.align(xq, yq)),
             ("ours torch backend", lambda: DTWAligner(backend="torch").align(xq, yq)),
         ],
-        1,
+        3,
     )
 
     # ---------------------------------------------------------------- soft-DTW batch
