@@ -5,7 +5,7 @@ offers the familiar hmmlearn-like surface on top of :mod:`pytorch_hmm.core`."""
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -214,6 +214,167 @@ class BaseHMM(nn.Module):
             num_samples=num_samples,
             generator=generator,
         )
+
+    # -- training: EM as accumulate -> statistics that add up -> m_step -------------------------
+    #: letters of the parameters EM may train / initialise ("s" start, "t" transitions, ...)
+    default_params = "st"
+    #: letters of ``init_params`` that need data (k-means)
+    data_init_params = ""
+    #: Dirichlet priors of the start and transition M-step (hmmlearn's; 1.0 = none)
+    startprob_prior = 1.0
+    transmat_prior = 1.0
+
+    def _emission_forward(self, x: torch.Tensor):
+        """Emission log-likelihoods (B, T, K) and anything the statistics can reuse."""
+        return self.emission_log_likelihood(x), None
+
+    def _emission_stats(self, x, gamma, lengths, cache, params: str):
+        """Emission sufficient statistics (subclasses), ``None`` when nothing is trained."""
+        return None
+
+    def _emission_m_step(self, stats, params: str) -> None:
+        """Update emission parameters from their statistics (subclasses)."""
+
+    def _auto_init_params(self) -> str:
+        """``init_params="auto"``: what a fresh model needs initialised from data."""
+        return ""
+
+    def accumulate(
+        self, x: ArrayLike, lengths: Optional[ArrayLike] = None, params: Optional[str] = None
+    ):
+        """The E-step on one batch: :class:`~pytorch_hmm.training.stats.HMMStats` (start and
+        transition counts, emission statistics, total log-likelihood, frame and sequence
+        counts) from ``x`` (B, T, D) (or (T, D)) with ``lengths`` (B,).
+
+        One engine call (:func:`pytorch_hmm.core.posteriors`) for the whole batch, under
+        ``torch.no_grad``. Statistics of several batches add up (``a + b``), so a corpus can
+        stream through, and ``stats.all_reduce()`` sums them over processes."""
+        from ..training.stats import HMMStats
+
+        params = self.default_params if params is None else params
+        with torch.no_grad():
+            x, lengths = self._prepare_x(x, lengths)
+            lb, cache = self._emission_forward(x)
+            post = core.posteriors(lb, self.log_initial(), self.log_transitions(), lengths)
+            gamma = post.state_posteriors
+            em = self._emission_stats(x, gamma, lengths, cache, params)
+            return HMMStats(
+                start=gamma[:, 0].sum(0),
+                trans=post.transition_counts.sum(0),
+                emission=em,
+                log_likelihood=post.log_likelihood.double().sum(),
+                num_frames=lengths.sum(),
+                num_sequences=torch.tensor(x.shape[0], device=x.device),
+            )
+
+    def _set_logits(self, logits: torch.Tensor, probs: torch.Tensor, mask: torch.Tensor) -> None:
+        # probabilities that became zero get a very negative logit (exp underflows to exactly
+        # zero) rather than -inf, so gradient training never meets inf - inf
+        lg = torch.where(probs > 0, probs.log(), -1e4).clamp(min=-1e4)
+        logits.copy_(torch.where(mask, lg, 0.0).to(logits))
+
+    def m_step(self, stats, params: Optional[str] = None):
+        """The M-step: update the parameters named in ``params`` (default all) from summed
+        statistics (hmmlearn's update rules, priors included); structural zeros of
+        ``startprob`` / ``transmat`` stay zero. Returns ``self``."""
+        from ..training.stats import markov_m_step
+
+        params = self.default_params if params is None else params
+        with torch.no_grad():
+            if "s" in params or "t" in params:
+                sp, tm = markov_m_step(
+                    stats.start.double(),
+                    stats.trans.double(),
+                    self.start_mask,
+                    self.trans_mask,
+                    self.startprob_prior,
+                    self.transmat_prior,
+                    previous=(self.startprob.double(), self.transmat.double()),
+                )
+                if "s" in params:
+                    self._set_logits(self.start_logits, sp, self.start_mask)
+                if "t" in params:
+                    self._set_logits(self.trans_logits, tm, self.trans_mask)
+            self._emission_m_step(stats.emission, params)
+        return self
+
+    def init_parameters(
+        self,
+        frames: Optional[torch.Tensor],
+        init_params: str,
+        seed: Optional[int] = 0,
+        kmeans_backend: str = "torch",
+    ) -> None:
+        """Initialise the parameters named in ``init_params``: "s" / "t" uniform over allowed
+        entries (structural zeros kept); emission letters from ``frames`` (N, D) (subclasses,
+        k-means)."""
+        with torch.no_grad():
+            if "s" in init_params:
+                self.start_logits.zero_()
+            if "t" in init_params:
+                self.trans_logits.zero_()
+
+    def fit(
+        self,
+        x: Any,
+        lengths: Optional[ArrayLike] = None,
+        *,
+        n_iter: int = 10,
+        tol: float = 1e-2,
+        params: Optional[str] = None,
+        init_params: Optional[str] = "auto",
+        verbose: bool = False,
+        distributed: bool = False,
+        process_group=None,
+        seed: Optional[int] = 0,
+        kmeans_backend: str = "torch",
+    ):
+        """Baum-Welch EM; returns ``self``.
+
+        ``x``: (B, T, D) padded features with ``lengths`` (B,); (T, D); a list of (T_i, D)
+        sequences; hmmlearn's concatenated (N, D) frames with ``lengths`` summing to N; or a
+        re-iterable of batches (``x`` or ``(x, lengths)`` each; a ``DataLoader``; a callable
+        returning an iterator) that is streamed through once per iteration.
+
+        ``n_iter`` iterations at most; stops when the log-likelihood gains less than ``tol``
+        (hmmlearn's rule). ``params`` / ``init_params``: letters of the parameters to train /
+        to initialise before training ("s" start, "t" transitions, "m" means, "c" covariances,
+        "w" mixture weights; see ``default_params``). ``init_params="auto"`` initialises the
+        emissions (k-means means, data covariance plus ``min_covar``) only when they were
+        never set (all means zero); ``""`` starts from the current parameters.
+        ``verbose``: a tqdm progress bar. ``distributed=True``: sum the statistics over
+        ``process_group`` with ``torch.distributed.all_reduce`` each iteration (each process
+        passes its own shard; after an initialisation, rank 0's parameters are broadcast).
+
+        After fitting, ``log_likelihood_history`` holds the total log-likelihood of the data
+        before each M-step, ``n_iter_`` the iterations run and ``converged`` whether ``tol``
+        stopped it."""
+        from ..training.em import fit_em
+
+        return fit_em(
+            self,
+            x,
+            lengths,
+            n_iter=n_iter,
+            tol=tol,
+            params=params,
+            init_params=init_params,
+            verbose=verbose,
+            distributed=distributed,
+            process_group=process_group,
+            seed=seed,
+            kmeans_backend=kmeans_backend,
+        )
+
+    def nll(
+        self, x: ArrayLike, lengths: Optional[ArrayLike] = None, reduction: str = "frame"
+    ) -> torch.Tensor:
+        """Negative log-likelihood loss for gradient training (see
+        :func:`pytorch_hmm.training.nll_loss`): "frame" (per real frame), "sequence", "sum",
+        "none"."""
+        from ..training.gradient import nll_loss
+
+        return nll_loss(self, x, lengths, reduction)
 
     def extra_repr(self) -> str:
         return f"num_states={self.num_states}"

@@ -41,6 +41,21 @@ def full_gaussian_log_likelihood(
     return ll.t().reshape(B, T, K)
 
 
+def _data_covariance(frames: torch.Tensor, min_covar: float, covariance_type: str, K: int):
+    """hmmlearn's initial covariances: ``cov(frames) + min_covar * I`` for every state, (K, D)
+    variances ("diag") or (K, D, D) matrices ("full")."""
+    f = frames.double()
+    D = f.shape[-1]
+    if f.shape[0] > 1:
+        cv = torch.cov(f.t()).reshape(D, D)
+    else:
+        cv = torch.zeros(D, D, dtype=f.dtype)
+    cv = cv + min_covar * torch.eye(D, dtype=f.dtype)
+    if covariance_type == "diag":
+        return torch.diagonal(cv).clamp(min=min_covar).expand(K, D).clone()
+    return cv.expand(K, D, D).clone()
+
+
 class GaussianHMM(BaseHMM):
     """HMM with Gaussian emissions, an ``nn.Module``.
 
@@ -161,6 +176,70 @@ class GaussianHMM(BaseHMM):
         if self.covariance_type == "diag":
             return diag_gaussian_log_likelihood(x, self.means, self.log_covars.exp())
         return full_gaussian_log_likelihood(x, self.means, self.scale_tril())
+
+    # -- EM ---------------------------------------------------------------------------------
+    default_params = "stmc"
+    data_init_params = "mc"
+    #: hmmlearn's GaussianHMM priors (``covars_prior=0`` gives plain maximum likelihood)
+    covars_prior = 1e-2
+    covars_weight = 1.0
+    means_prior = 0.0
+    means_weight = 0.0
+
+    def _auto_init_params(self) -> str:
+        return "mc" if not bool(self.means.detach().abs().sum() > 0) else ""
+
+    def _emission_stats(self, x, gamma, lengths, cache, params):
+        if "m" not in params and "c" not in params:
+            return None
+        from ..training.stats import gaussian_stats
+
+        return gaussian_stats(x, gamma, lengths, self.covariance_type)
+
+    def _emission_m_step(self, stats, params):
+        if stats is None or ("m" not in params and "c" not in params):
+            return
+        from ..training.stats import gaussian_m_step
+
+        means, covars = gaussian_m_step(
+            stats,
+            min_covar=self.min_covar,
+            covars_prior=self.covars_prior,
+            covars_weight=self.covars_weight,
+            means_prior=self.means_prior,
+            means_weight=self.means_weight,
+            means=None if "m" in params else self.means.detach(),
+            previous=(self.means.detach(), self.covars),
+        )
+        if "m" in params:
+            self.means.copy_(means.to(self.means))
+        if "c" in params:
+            self.set_covars(covars)
+
+    def init_parameters(self, frames, init_params, seed=0, kmeans_backend="torch") -> None:
+        """As :meth:`BaseHMM.init_parameters`; "m": k-means centres of ``frames`` (N, D); "c":
+        the covariance of ``frames`` plus ``min_covar`` on the diagonal, for every state
+        (hmmlearn's initialisation)."""
+        super().init_parameters(frames, init_params, seed, kmeans_backend)
+        if "m" not in init_params and "c" not in init_params:
+            return
+        from ..training.kmeans import kmeans
+
+        if frames is None:
+            raise ValueError("initialising means or covariances needs frames")
+        frames = frames.to(self.means)
+        if "m" in init_params:
+            if frames.shape[0] < self.num_states:
+                raise ValueError(
+                    f"x has {frames.shape[0]} frames, fewer than num_states={self.num_states}: "
+                    "k-means initialisation needs at least one frame per state"
+                )
+            centers = kmeans(frames.double(), self.num_states, seed=seed, backend=kmeans_backend)
+            self.set_means(centers.centers)
+        if "c" in init_params:
+            self.set_covars(
+                _data_covariance(frames, self.min_covar, self.covariance_type, self.num_states)
+            )
 
     # -- generation -------------------------------------------------------------------------
     def sample(
