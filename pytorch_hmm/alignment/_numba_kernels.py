@@ -187,6 +187,35 @@ def dtw_batch(
 
 
 @nb.njit(**_JIT)
+def dtw_serial(
+    C,
+    n,
+    m,
+    di,
+    dj,
+    w,
+    band,
+    open_begin,
+    open_end,
+    norm_code,
+    path_out,
+    cost_out,
+    end_out,
+    len_out,
+    nan_out,
+):
+    """:func:`dtw_batch` without a parallel region (cheaper for one pair, no idle threads)."""
+    for b in range(C.shape[0]):
+        cost, jend, L, nan = _dtw_one(
+            C[b], n[b], m[b], di, dj, w, band, open_begin, open_end, norm_code, path_out[b]
+        )
+        nan_out[b] = nan
+        cost_out[b] = cost
+        end_out[b] = jend
+        len_out[b] = L
+
+
+@nb.njit(**_JIT)
 def backtrack_steps(steps, n, jend, di, dj, path_out):
     """Backtrack a step matrix (from the torch path) for one pair; returns the path length."""
     i = n - 1

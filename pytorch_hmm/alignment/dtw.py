@@ -320,7 +320,7 @@ class DTWAligner:
                 for b in range(b0, b1):
                     d = self._distance(x[b : b + 1, : nl[b]], y[b : b + 1, : ml[b]])[0]
                     C[b - b0, : nl[b], : ml[b]] = d
-                kernels.dtw_batch(
+                (kernels.dtw_batch if b1 - b0 > 1 else kernels.dtw_serial)(
                     C.numpy(),
                     n_np[b0:b1],
                     m_np[b0:b1],
@@ -447,7 +447,7 @@ class DTWAligner:
         e_out = np.empty(B, dtype=np.int64)
         l_out = np.empty(B, dtype=np.int64)
         nan = np.zeros(B, dtype=np.bool_)
-        kernels.dtw_batch(
+        (kernels.dtw_batch if B > 1 else kernels.dtw_serial)(
             C,
             n.numpy(),
             m.numpy(),
