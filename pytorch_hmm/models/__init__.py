@@ -2,11 +2,13 @@
 
 from .base import BaseHMM, HMMPyTorch
 from .gaussian import GaussianHMM, diag_gaussian_log_likelihood, full_gaussian_log_likelihood
+from .mixture import MixtureGaussianHMM
 
 __all__ = [
     "BaseHMM",
     "GaussianHMM",
     "HMMPyTorch",
+    "MixtureGaussianHMM",
     "diag_gaussian_log_likelihood",
     "full_gaussian_log_likelihood",
 ]

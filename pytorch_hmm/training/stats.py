@@ -364,6 +364,7 @@ def mixture_m_step(
     covars_weight: float = 1.0,
     means_prior: Any = 0.0,
     means_weight: Any = 0.0,
+    means: Optional[torch.Tensor] = None,
     center: Optional[torch.Tensor] = None,
     previous: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None,
     min_occupancy: float = MIN_OCCUPANCY,
@@ -375,7 +376,8 @@ def mixture_m_step(
     Weights: ``(N_km + weights_prior - 1) / (N_k + M (weights_prior - 1))`` (hmmlearn's
     ``GMMHMM``). Means and covariances: :func:`gaussian_m_step` per component (the defaults
     ``covars_prior=0, covars_weight=1`` are maximum likelihood, as hmmlearn's ``GMMHMM``
-    defaults; ``center=previous means`` reproduces hmmlearn's ``GMMHMM`` covariances exactly).
+    defaults; ``center=previous means`` reproduces hmmlearn's ``GMMHMM`` covariances exactly;
+    ``means``: keep these means instead of re-estimating them).
 
     Degenerate components (occupancy below ``min_occupancy`` in a state that is used) are
     re-seeded when ``reseed``: the state's heaviest component is split in two, each half taking
@@ -398,6 +400,7 @@ def mixture_m_step(
         covars_weight=covars_weight,
         means_prior=means_prior,
         means_weight=means_weight,
+        means=means,
         center=center,
         previous=prev_means_covars,
         min_occupancy=min_occupancy,

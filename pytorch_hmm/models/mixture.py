@@ -1,0 +1,349 @@
+"""GMM-HMM: each state emits a mixture of M Gaussians (diagonal or full covariance)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import ArrayLike, BaseHMM
+from .gaussian import (
+    COVARIANCE_TYPES,
+    _data_covariance,
+    diag_gaussian_log_likelihood,
+    full_gaussian_log_likelihood,
+)
+
+COVARIANCE_CENTERS = ("new", "previous")
+
+
+def _tensor(a: ArrayLike) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a
+
+
+class MixtureGaussianHMM(BaseHMM):
+    """HMM whose states emit Gaussian mixtures, an ``nn.Module``:
+    ``log p(x | k) = logsumexp_m (log w_km + log N(x | mu_km, Sigma_km))``.
+
+    Parameters (hmmlearn's ``GMMHMM`` names): ``startprob`` (K,), ``transmat`` (K, K),
+    ``weights`` (K, M), ``means`` (K, M, D), ``covars`` ((K, M, D) for "diag", (K, M, D, D) for
+    "full"). Stored unconstrained (weight logits, log-variances or a Cholesky factor with a
+    log-diagonal), so gradient training keeps them valid; zeros of ``startprob`` /
+    ``transmat`` are structural.
+
+    EM (``fit``, ``accumulate``, ``m_step``) trains "s", "t", "m", "c" and "w" (weights).
+    ``covariance_center``: "new" (default) computes the covariances around the new means
+    (maximum likelihood); "previous" around the means before the update, as hmmlearn's
+    ``GMMHMM`` does (use it to reproduce hmmlearn exactly). Degenerate components (no
+    occupancy) are re-seeded by splitting the heaviest component of their state; the variance
+    floor is ``min_covar``.
+    """
+
+    default_params = "stmcw"
+    data_init_params = "mcw"
+    weights_prior = 1.0
+    covars_prior = 0.0
+    covars_weight = 1.0
+    means_prior = 0.0
+    means_weight = 0.0
+
+    def __init__(
+        self,
+        num_states: int,
+        feature_dim: int,
+        num_mixtures: int,
+        covariance_type: str = "diag",
+        startprob: Optional[ArrayLike] = None,
+        transmat: Optional[ArrayLike] = None,
+        weights: Optional[ArrayLike] = None,
+        means: Optional[ArrayLike] = None,
+        covars: Optional[ArrayLike] = None,
+        min_covar: float = 1e-3,
+        covariance_center: str = "new",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
+            )
+        if covariance_center not in COVARIANCE_CENTERS:
+            raise ValueError(
+                f"covariance_center must be one of {COVARIANCE_CENTERS}, got {covariance_center!r}"
+            )
+        if int(feature_dim) < 1:
+            raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
+        if int(num_mixtures) < 1:
+            raise ValueError(f"num_mixtures must be >= 1, got {num_mixtures}")
+        super().__init__(num_states, startprob, transmat, dtype=dtype)
+        K, M, D = self.num_states, int(num_mixtures), int(feature_dim)
+        self.feature_dim, self.num_mixtures = D, M
+        self.covariance_type = covariance_type
+        self.covariance_center = covariance_center
+        self.min_covar = float(min_covar)
+        self.weight_logits = nn.Parameter(torch.zeros(K, M, dtype=dtype))
+        self.means = nn.Parameter(torch.zeros(K, M, D, dtype=dtype))
+        if covariance_type == "diag":
+            self.log_covars = nn.Parameter(torch.zeros(K, M, D, dtype=dtype))
+        else:
+            self.tril_raw = nn.Parameter(torch.zeros(K, M, D, D, dtype=dtype))
+        if weights is not None:
+            self.set_weights(weights)
+        if means is not None:
+            self.set_means(means)
+        if covars is not None:
+            self.set_covars(covars)
+
+    # -- parameters -------------------------------------------------------------------------
+    def set_weights(self, weights: ArrayLike) -> None:
+        """Mixture weights (K, M), rows summing to one."""
+        w = _tensor(weights).to(torch.float64)
+        K, M = self.num_states, self.num_mixtures
+        if tuple(w.shape) != (K, M):
+            raise ValueError(f"weights must have shape (K, M) = ({K}, {M}), got {tuple(w.shape)}")
+        if not torch.isfinite(w).all() or (w < 0).any():
+            raise ValueError("weights must be finite and >= 0")
+        if not torch.allclose(w.sum(-1), torch.ones(K, dtype=w.dtype), atol=1e-6):
+            raise ValueError("weights rows must sum to one")
+        with torch.no_grad():
+            self.weight_logits.copy_(
+                w.clamp(min=1e-300).log().clamp(min=-1e4).to(self.weight_logits)
+            )
+
+    def set_means(self, means: ArrayLike) -> None:
+        m = _tensor(means)
+        shape = (self.num_states, self.num_mixtures, self.feature_dim)
+        if tuple(m.shape) != shape:
+            raise ValueError(f"means must have shape (K, M, D) = {shape}, got {tuple(m.shape)}")
+        if not torch.isfinite(m).all():
+            raise ValueError("means must be finite")
+        with torch.no_grad():
+            self.means.copy_(m.to(self.means))
+
+    def set_covars(self, covars: ArrayLike) -> None:
+        """Covariances: (K, M, D) variances for "diag", (K, M, D, D) matrices for "full"."""
+        c = _tensor(covars).to(torch.float64)
+        K, M, D = self.num_states, self.num_mixtures, self.feature_dim
+        if self.covariance_type == "diag":
+            if tuple(c.shape) != (K, M, D):
+                raise ValueError(
+                    f"covars for 'diag' must have shape (K, M, D) = ({K}, {M}, {D}), "
+                    f"got {tuple(c.shape)}"
+                )
+            if not (c > 0).all():
+                raise ValueError("covars must be positive")
+            with torch.no_grad():
+                self.log_covars.copy_(c.log().to(self.log_covars))
+            return
+        if tuple(c.shape) != (K, M, D, D):
+            raise ValueError(
+                f"covars for 'full' must have shape (K, M, D, D) = ({K}, {M}, {D}, {D}), "
+                f"got {tuple(c.shape)}"
+            )
+        L, info = torch.linalg.cholesky_ex(c)
+        if (info != 0).any():
+            k, m = torch.nonzero(info)[0].tolist()
+            raise ValueError(f"covars[{k}, {m}] is not symmetric positive definite")
+        raw = L.clone()
+        idx = torch.arange(D)
+        raw[..., idx, idx] = torch.diagonal(L, dim1=-2, dim2=-1).log()
+        with torch.no_grad():
+            self.tril_raw.copy_(raw.to(self.tril_raw))
+
+    def log_weights(self) -> torch.Tensor:
+        """Log mixture weights (K, M)."""
+        return torch.log_softmax(self.weight_logits, -1)
+
+    @property
+    def weights(self) -> torch.Tensor:
+        return self.log_weights().detach().exp()
+
+    def scale_tril(self) -> torch.Tensor:
+        """Cholesky factors (K, M, D, D) (full covariance only)."""
+        raw = torch.tril(self.tril_raw, -1)
+        return raw + torch.diag_embed(torch.diagonal(self.tril_raw, dim1=-2, dim2=-1).exp())
+
+    @property
+    def covars(self) -> torch.Tensor:
+        if self.covariance_type == "diag":
+            return self.log_covars.detach().exp()
+        L = self.scale_tril().detach()
+        return L @ L.transpose(-1, -2)
+
+    # -- emissions --------------------------------------------------------------------------
+    def _check_features(self, x: torch.Tensor) -> None:
+        if x.shape[-1] != self.feature_dim:
+            raise ValueError(
+                f"x must have feature_dim={self.feature_dim} features in its last "
+                f"axis, got shape {tuple(x.shape)}"
+            )
+
+    def component_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """``log w_km + log N(x_t | mu_km, Sigma_km)`` for ``x`` (B, T, D) -> (B, T, K, M);
+        every component of every state in one matrix product (diag)."""
+        K, M, D = self.num_states, self.num_mixtures, self.feature_dim
+        mu = self.means.reshape(K * M, D)
+        if self.covariance_type == "diag":
+            ll = diag_gaussian_log_likelihood(x, mu, self.log_covars.exp().reshape(K * M, D))
+        else:
+            ll = full_gaussian_log_likelihood(x, mu, self.scale_tril().reshape(K * M, D, D))
+        return ll.reshape(*x.shape[:-1], K, M) + self.log_weights()
+
+    def emission_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x_t | z_t = k)`` (B, T, K): log-sum-exp over the mixture components."""
+        return torch.logsumexp(self.component_log_likelihood(x), -1)
+
+    # -- EM ---------------------------------------------------------------------------------
+    def _auto_init_params(self) -> str:
+        return "mcw" if not bool(self.means.detach().abs().sum() > 0) else ""
+
+    def _emission_forward(self, x):
+        comp = self.component_log_likelihood(x)
+        return torch.logsumexp(comp, -1), comp
+
+    def _emission_stats(self, x, gamma, lengths, cache, params):
+        if not any(c in params for c in "mcw"):
+            return None
+        from ..training.stats import mixture_stats
+
+        comp = self.component_log_likelihood(x) if cache is None else cache
+        return mixture_stats(x, gamma, comp, lengths, self.covariance_type)
+
+    def _emission_m_step(self, stats, params):
+        if stats is None or not any(c in params for c in "mcw"):
+            return
+        from ..training.stats import mixture_m_step
+
+        old_means = self.means.detach().clone()
+        weights, means, covars, _ = mixture_m_step(
+            stats,
+            min_covar=self.min_covar,
+            weights_prior=self.weights_prior,
+            covars_prior=self.covars_prior,
+            covars_weight=self.covars_weight,
+            means_prior=self.means_prior,
+            means_weight=self.means_weight,
+            means=None if "m" in params else old_means,
+            center=old_means if self.covariance_center == "previous" else None,
+            previous=(self.weights, old_means, self.covars),
+        )
+        if "w" in params:
+            self.set_weights(weights / weights.sum(-1, keepdim=True))
+        if "m" in params:
+            self.means.copy_(means.to(self.means))
+        if "c" in params:
+            self.set_covars(covars)
+
+    def init_parameters(self, frames, init_params, seed=0, kmeans_backend="torch") -> None:
+        """As :meth:`BaseHMM.init_parameters`; "m": k-means into K clusters, then each
+        cluster's frames into M (a cluster with fewer than M frames takes random frames of the
+        data); "c": the data covariance plus ``min_covar``; "w": uniform weights."""
+        super().init_parameters(frames, init_params, seed, kmeans_backend)
+        K, M, D = self.num_states, self.num_mixtures, self.feature_dim
+        if "w" in init_params:
+            self.set_weights(torch.full((K, M), 1.0 / M, dtype=torch.float64))
+        if "m" not in init_params and "c" not in init_params:
+            return
+        from ..training.kmeans import kmeans
+
+        if frames is None:
+            raise ValueError("initialising means or covariances needs frames")
+        f = frames.double()
+        if "m" in init_params:
+            if f.shape[0] < K:
+                raise ValueError(
+                    f"x has {f.shape[0]} frames, fewer than num_states={K}: "
+                    "k-means initialisation needs at least one frame per state"
+                )
+            top = kmeans(f, K, seed=seed, backend=kmeans_backend)
+            g = torch.Generator().manual_seed(0 if seed is None else int(seed))
+            means = torch.empty(K, M, D, dtype=torch.float64)
+            for k in range(K):
+                fk = f[top.labels.cpu() == k]
+                if fk.shape[0] >= M:
+                    means[k] = kmeans(fk, M, seed=seed, backend=kmeans_backend).centers
+                else:
+                    means[k] = f[torch.randint(f.shape[0], (M,), generator=g)]
+            self.set_means(means)
+        if "c" in init_params:
+            cv = _data_covariance(f, self.min_covar, self.covariance_type, K)
+            self.set_covars(cv.unsqueeze(1).expand(K, M, *cv.shape[1:]).clone())
+
+    # -- generation -------------------------------------------------------------------------
+    def sample(
+        self,
+        n_frames: int,
+        num_sequences: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``(x, states)``: (T, D) and (T,), or (N, T, D) and (N, T) with
+        ``num_sequences=N``."""
+        N = 1 if num_sequences is None else int(num_sequences)
+        z = self.sample_states(n_frames, N, generator=generator)
+        with torch.no_grad():
+            w = self.weights.double().cpu()[z.cpu()].reshape(-1, self.num_mixtures)
+            comp = torch.multinomial(w, 1, generator=generator).view(z.shape).to(z.device)
+            mu = self.means[z, comp]
+            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+            if self.covariance_type == "diag":
+                x = mu + eps * self.log_covars.exp().sqrt()[z, comp]
+            else:
+                x = mu + (self.scale_tril()[z, comp] @ eps.unsqueeze(-1)).squeeze(-1)
+        if num_sequences is None:
+            return x[0], z[0]
+        return x, z
+
+    # -- hmmlearn interop -------------------------------------------------------------------
+    @classmethod
+    def from_hmmlearn(
+        cls, model, dtype: torch.dtype = torch.float64, covariance_center: str = "previous"
+    ) -> MixtureGaussianHMM:
+        """Build from an ``hmmlearn.hmm.GMMHMM`` ("diag" or "full"); by default with
+        ``covariance_center="previous"``, so that EM continues exactly as hmmlearn's."""
+        ctype = model.covariance_type
+        if ctype not in COVARIANCE_TYPES:
+            raise ValueError(f"only 'diag' and 'full' covariances convert, got {ctype!r}")
+        K, M, D = np.asarray(model.means_).shape
+        return cls(
+            K,
+            D,
+            M,
+            ctype,
+            startprob=model.startprob_,
+            transmat=model.transmat_,
+            weights=model.weights_,
+            means=model.means_,
+            covars=model.covars_,
+            min_covar=model.min_covar,
+            covariance_center=covariance_center,
+            dtype=dtype,
+        )
+
+    def to_hmmlearn(self):
+        """An equivalent ``hmmlearn.hmm.GMMHMM`` (hmmlearn must be installed)."""
+        try:
+            from hmmlearn import hmm
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_hmmlearn needs hmmlearn: pip install hmmlearn") from e
+        m = hmm.GMMHMM(
+            n_components=self.num_states,
+            n_mix=self.num_mixtures,
+            covariance_type=self.covariance_type,
+            min_covar=self.min_covar,
+            init_params="",
+            params="stmcw",
+        )
+        m.n_features = self.feature_dim
+        m.startprob_ = self.startprob.double().cpu().numpy()
+        m.transmat_ = self.transmat.double().cpu().numpy()
+        m.weights_ = self.weights.double().cpu().numpy()
+        m.means_ = self.means.detach().double().cpu().numpy()
+        m.covars_ = self.covars.double().cpu().numpy()
+        return m
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_states={self.num_states}, feature_dim={self.feature_dim}, "
+            f"num_mixtures={self.num_mixtures}, covariance_type={self.covariance_type!r}"
+        )
