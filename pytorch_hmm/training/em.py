@@ -194,6 +194,9 @@ def fit_em(
             broadcast_parameters(model, src=0, group=process_group)
 
     history: List[float] = []
+    # round-off allowed before a decrease is reported: the per-sequence log-likelihoods are
+    # computed in the model's dtype
+    slack = 100 * torch.finfo(next(model.parameters()).dtype).eps
     model.log_likelihood_history = history
     model.converged = False
     model.n_iter_ = 0
@@ -217,7 +220,7 @@ def fit_em(
                 bar.set_postfix(log_likelihood=f"{ll:.4f}")
             if len(history) >= 2:
                 delta = history[-1] - history[-2]
-                if delta < -max(1e-9 * abs(history[-1]), 1e-8) and math.isfinite(delta):
+                if delta < -max(slack * abs(history[-1]), 1e-8) and math.isfinite(delta):
                     warnings.warn(
                         f"EM: log-likelihood decreased by {-delta:.3g} at iteration {it + 1}",
                         RuntimeWarning,
