@@ -393,6 +393,15 @@ def _log_likelihood_tm(lb_tm, log_pi, trans, lengths):
 # public API
 
 
+def _eager(fn):
+    """Keep torch.compile (dynamo) out of the engine: its time loops would be unrolled frame by
+    frame. A compiled model graph-breaks here and compiles everything around the engine."""
+    compiler = getattr(torch, "compiler", None)
+    disable = getattr(compiler, "disable", None)
+    return disable(fn) if disable is not None else fn
+
+
+@_eager
 def log_likelihood(
     log_emissions: torch.Tensor,
     log_initial: torch.Tensor,
@@ -417,6 +426,7 @@ def log_likelihood(
     return _HMMLogLikelihood.apply(lb, log_initial, log_transitions, lengths, topology)
 
 
+@_eager
 def forward(
     log_emissions: torch.Tensor,
     log_initial: torch.Tensor,
@@ -443,6 +453,7 @@ def forward(
     return ForwardResult(alpha.transpose(0, 1), logZ)
 
 
+@_eager
 def backward(
     log_emissions: torch.Tensor,
     log_initial: torch.Tensor,
@@ -469,6 +480,7 @@ def backward(
     return beta.transpose(0, 1)
 
 
+@_eager
 def posteriors(
     log_emissions: torch.Tensor,
     log_initial: torch.Tensor,
@@ -490,6 +502,7 @@ def posteriors(
     return PosteriorResult(logZ, gamma.transpose(0, 1), xi)
 
 
+@_eager
 def viterbi(
     log_emissions: torch.Tensor,
     log_initial: torch.Tensor,
@@ -566,6 +579,7 @@ def _path_score(lb_tm, log_pi, log_A, path_tm, lengths):
     return total.to(lb_tm.dtype)
 
 
+@_eager
 def sample_posterior(
     log_emissions: torch.Tensor,
     log_initial: torch.Tensor,
