@@ -60,6 +60,7 @@ from .. import core
 from ..io.labels import Segment, write_lab
 from ..io.textgrid import write_textgrid
 from ..models.gaussian import diag_gaussian_log_likelihood
+from ..training.stats import GaussianStats, gaussian_stats, mixture_m_step, mixture_stats
 from .lexicon import Lexicon, MissingWordError
 
 __all__ = [
@@ -210,33 +211,6 @@ class UtteranceAlignment:
     def write_lab(self, path: PathLike, *, tier: str = "phones") -> None:
         """HTK/HTS ``.lab`` (100 ns units) of the ``phones``, ``words`` or ``states`` tier."""
         write_lab(path, getattr(self, tier))
-
-
-# ------------------------------------------------------------------------------------------
-# sufficient statistics and M-step
-# TODO: move to pytorch_hmm.training (gaussian_stats / gaussian_m_step) once it lands there;
-# these are minimal private versions for diagonal covariances.
-
-
-def _gaussian_stats(x: torch.Tensor, gamma: torch.Tensor):
-    """Occupancy (K,), first (K, D) and second (K, D) moments for frames ``x`` (N, D) with
-    weights ``gamma`` (N, K), accumulated in float64."""
-    g = gamma.double()
-    xd = x.double()
-    return g.sum(0), g.t() @ xd, g.t() @ (xd * xd)
-
-
-def _gaussian_m_step(occ, first, second, floor, old_means, old_vars, min_occ=1e-3):
-    """Means and floored diagonal variances; components with occupancy under ``min_occ``
-    keep their old parameters."""
-    ok = occ > min_occ
-    n = occ.clamp(min=min_occ).unsqueeze(-1)
-    mean = first / n
-    var = second / n - mean * mean
-    var = torch.maximum(var, floor.double())
-    means = torch.where(ok.unsqueeze(-1), mean.to(old_means.dtype), old_means)
-    vars_ = torch.where(ok.unsqueeze(-1), var.to(old_vars.dtype), old_vars)
-    return means, vars_
 
 
 # ------------------------------------------------------------------------------------------
@@ -477,7 +451,7 @@ class ForcedAligner(nn.Module):
         K = len(state_ids)
         last = [first[u] + self.phone_states[un.phone] - 1 for u, un in enumerate(units)]
         sid = torch.tensor(state_ids, dtype=torch.long)
-        stay = self.log_self_loop.float()[sid]
+        stay = self.log_self_loop.float().cpu()[sid]
         move = torch.log1p(-stay.exp().clamp(max=1 - 1e-6))
         log_A = torch.full((K, K), NEG_INF)
         idx = torch.arange(K)
@@ -537,23 +511,27 @@ class ForcedAligner(nn.Module):
         T = max(int(f.shape[0]) for f in feats)
         K = max(g.num_states for g in graphs)
         D = feats[0].shape[1]
-        x = feats[0].new_zeros(B, T, D)
+        dev = self.means.device
+        x = torch.zeros(B, T, D, device=dev)
         lengths = torch.tensor([int(f.shape[0]) for f in feats], dtype=torch.long)
         sid = torch.zeros(B, K, dtype=torch.long)
         log_A = torch.full((B, K, K), NEG_INF)
         log_pi = torch.full((B, K), NEG_INF)
         final = torch.zeros(B, K, dtype=torch.bool)
         for b, (f, g) in enumerate(zip(feats, graphs)):
-            x[b, : f.shape[0]] = f
+            x[b, : f.shape[0]] = f.to(device=dev, dtype=x.dtype)
             k = g.num_states
             sid[b, :k] = g.state_ids
             log_A[b, :k, :k] = g.log_A
             log_pi[b, :k] = g.log_pi
             final[b, :k] = g.final
+        lengths, sid, log_A, log_pi, final = (
+            t.to(dev) for t in (lengths, sid, log_A, log_pi, final)
+        )
         comp = self._component_log_likelihood(x)  # (B, T, S, M)
         state_ll = torch.logsumexp(comp, -1)  # (B, T, S)
         em = state_ll.gather(2, sid.unsqueeze(1).expand(B, T, K)).contiguous()
-        ar = torch.arange(B)
+        ar = torch.arange(B, device=dev)
         last = em[ar, lengths - 1]
         em[ar, lengths - 1] = torch.where(final, last, torch.full_like(last, NEG_INF))
         return x, lengths, sid, log_A, log_pi, em, comp
@@ -749,40 +727,69 @@ class ForcedAligner(nn.Module):
         self.means.copy_(mean.float().expand(S, M, D))
         self.variances.copy_(var.float().expand(S, M, D))
 
-    def _accumulate_uniform(self, items):
-        S, M, D = self.means.shape
-        occ = torch.zeros(S * M, dtype=torch.float64)
-        first = torch.zeros(S * M, D, dtype=torch.float64)
-        second = torch.zeros(S * M, D, dtype=torch.float64)
+    def _speech_span(self, feats: torch.Tensor, min_frames: int) -> Tuple[int, int]:
+        """First and last+1 frame of speech by an energy threshold on c0 (a tenth of the
+        way from the 5th to the 95th percentile), for the flat-start segmentation: the
+        leading and trailing silences get the frames outside it. The whole utterance if the
+        span would leave fewer than ``min_frames`` frames for the phones."""
+        T = int(feats.shape[0])
+        c0 = feats[:, 0].float()
+        lo, hi = torch.quantile(c0, 0.05), torch.quantile(c0, 0.95)
+        loud = torch.nonzero(c0 > lo + 0.1 * (hi - lo)).flatten()
+        if loud.numel() == 0:
+            return 0, T
+        a, e = int(loud[0]), int(loud[-1]) + 1
+        n_sil = self.phone_states[0]
+        a = a if a >= n_sil else 0
+        e = e if T - e >= n_sil else T
+        if e - a < min_frames:
+            return 0, T
+        return a, e
+
+    def _accumulate_uniform(self, items) -> GaussianStats:
+        total = None
+        n_sil = self.phone_states[0]
         for u, g in items:
             seq = [k for k in range(g.num_states) if not g.units[g.state_unit[k]].optional]
             T = int(u.features.shape[0])
+            a, e = self._speech_span(u.features, len(seq))
             K0 = len(seq)
-            idx = (torch.arange(T) * K0) // T
-            states = g.state_ids[torch.tensor(seq)][idx]  # (T,)
-            gamma = torch.zeros(T, S * M, dtype=torch.float32)
-            gamma[torch.arange(T), states * M] = 1.0
-            o, f1, f2 = _gaussian_stats(u.features.float(), gamma)
-            occ += o
-            first += f1
-            second += f2
-        return occ, first, second
+            idx = (torch.arange(e - a) * K0) // (e - a)
+            states = torch.cat(
+                [
+                    (torch.arange(a) * n_sil) // max(a, 1),  # leading silence states
+                    g.state_ids[torch.tensor(seq)][idx],
+                    (torch.arange(T - e) * n_sil) // max(T - e, 1),  # trailing silence
+                ]
+            )
+            st = self._hard_stats(u.features, states)
+            total = st if total is None else total + st
+        return total
 
-    def _m_step(self, occ, first, second, stay=None, out=None, sil=None) -> None:
+    def _hard_stats(self, feats: torch.Tensor, states: torch.Tensor) -> GaussianStats:
+        """Statistics of frames assigned to tied states (T,) (-1: unassigned), all to each
+        state's first mixture component."""
         S, M, D = self.means.shape
-        means, vars_ = _gaussian_m_step(
-            occ,
-            first,
-            second,
-            self.feature_floor,
-            self.means.reshape(S * M, D),
-            self.variances.reshape(S * M, D),
+        ok = states >= 0
+        x = feats.detach().cpu().double()[ok]
+        gamma = torch.zeros(x.shape[0], S * M, dtype=torch.float64)
+        gamma[torch.arange(x.shape[0]), states[ok] * M] = 1.0
+        st = gaussian_stats(x, gamma)
+        return GaussianStats(
+            st.occupancy.view(S, M), st.sum_x.view(S, M, D), st.sum_xx.view(S, M, D)
         )
-        self.means.copy_(means.view(S, M, D))
-        self.variances.copy_(vars_.view(S, M, D))
-        occ_s = occ.view(S, M)
-        tot = occ_s.sum(1, keepdim=True)
-        w = torch.where(tot > 1e-3, occ_s / tot.clamp(min=1e-10), self.log_weights.double().exp())
+
+    def _m_step(self, stats: GaussianStats, stay=None, out=None, sil=None) -> None:
+        """Maximum-likelihood update of the mixtures (variances floored at a share of the
+        global variance, unused states kept, degenerate components re-seeded), then of the
+        self-loop and silence probabilities from their expected counts."""
+        dev = self.means.device
+        stats = GaussianStats(*(t.to(dev, torch.float64) for t in stats.tensors()))
+        prev = (self.log_weights.exp().double(), self.means.double(), self.variances.double())
+        w, means, covars, _ = mixture_m_step(stats, min_covar=1e-8, previous=prev)
+        covars = torch.maximum(covars, self.feature_floor.double())
+        self.means.copy_(means.float())
+        self.variances.copy_(covars.float())
         self.log_weights.copy_(w.clamp(min=1e-5).log().float())
         if stay is not None:
             okk = out > 1.0
@@ -799,11 +806,10 @@ class ForcedAligner(nn.Module):
     def _accumulate(self, items, method: str):
         """E-step over every (utterance, graph) pair. Returns stats and total log-likelihood."""
         S, M, D = self.means.shape
-        occ = torch.zeros(S * M, dtype=torch.float64)
-        first = torch.zeros(S * M, D, dtype=torch.float64)
-        second = torch.zeros(S * M, D, dtype=torch.float64)
-        stay = torch.zeros(S, dtype=torch.float64)
-        out = torch.zeros(S, dtype=torch.float64)
+        dev = self.means.device
+        total = None
+        stay = torch.zeros(S, dtype=torch.float64, device=dev)
+        out = torch.zeros(S, dtype=torch.float64, device=dev)
         sil = [[0.0, 0.0], [0.0, 0.0]]
         total_ll, frames = 0.0, 0
         order = sorted(range(len(items)), key=lambda i: items[i][0].features.shape[0])
@@ -821,11 +827,11 @@ class ForcedAligner(nn.Module):
                     ll = r.score
                     path = r.path
                     valid = path >= 0
-                    gamma = torch.zeros(B, T, K)
+                    gamma = torch.zeros(B, T, K, device=dev)
                     gamma.scatter_(2, path.clamp(min=0).unsqueeze(-1), valid.unsqueeze(-1).float())
                     pairs = valid[:, 1:] & valid[:, :-1]
                     flat = path[:, :-1].clamp(min=0) * K + path[:, 1:].clamp(min=0)
-                    xi = torch.zeros(B, K * K)
+                    xi = torch.zeros(B, K * K, device=dev)
                     xi.scatter_add_(1, flat, pairs.float())
                     xi = xi.view(B, K, K)
                 else:
@@ -837,17 +843,10 @@ class ForcedAligner(nn.Module):
             total_ll += float(ll[good].sum())
             frames += int(lengths[good].sum())
             # composite -> tied states
-            gs = torch.zeros(B, T, S)
+            gs = torch.zeros(B, T, S, device=dev)
             gs.scatter_add_(2, sid.unsqueeze(1).expand(B, T, K), gamma.float())
-            if M > 1:
-                resp = torch.softmax(comp, -1) * gs.unsqueeze(-1)
-            else:
-                resp = gs.unsqueeze(-1)
-            mask = torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)
-            o, f1, f2 = _gaussian_stats(x[mask], resp[mask].reshape(-1, S * M))
-            occ += o
-            first += f1
-            second += f2
+            st = mixture_stats(x.double(), gs.double(), comp.double(), lengths)
+            total = st if total is None else total + st
             diag = torch.diagonal(xi, dim1=1, dim2=2)  # (B, K)
             stay.scatter_add_(0, sid.flatten(), diag.double().flatten())
             out.scatter_add_(0, sid.flatten(), xi.sum(-1).double().flatten())
@@ -867,7 +866,7 @@ class ForcedAligner(nn.Module):
                     else:
                         sil[1][0] += float(gamma[b, L - 1, sf:].sum())
                         sil[1][1] += 1.0
-        return (occ, first, second, stay, out, sil), total_ll / max(frames, 1)
+        return (total, stay, out, sil), total_ll / max(frames, 1)
 
     def _split_mixtures(self) -> None:
         """Double the Gaussians of every state: each component becomes two with means moved
@@ -935,14 +934,15 @@ class ForcedAligner(nn.Module):
             if flat_start:
                 if self.n_mixtures != 1:
                     S, _, D = self.means.shape
-                    self.means = torch.zeros(S, 1, D)
-                    self.variances = torch.ones(S, 1, D)
-                    self.log_weights = torch.zeros(S, 1)
+                    dev = self.means.device
+                    self.means = torch.zeros(S, 1, D, device=dev)
+                    self.variances = torch.ones(S, 1, D, device=dev)
+                    self.log_weights = torch.zeros(S, 1, device=dev)
                 self._init_global(utts)
                 items = self._training_items(utts, errs, reselect=False)
                 if not items:
                     raise ValueError(f"no usable training utterance: {errs}")
-                self._m_step(*self._accumulate_uniform(items))
+                self._m_step(self._accumulate_uniform(items))
             schedule = [iterations]
             m = self.n_mixtures
             while m < mixtures:
@@ -958,8 +958,7 @@ class ForcedAligner(nn.Module):
                     if not items:
                         raise ValueError(f"no usable training utterance: {errs}")
                     stats, ll = self._accumulate(items, method)
-                    occ, first, second, stay, out, sil = stats
-                    self._m_step(occ, first, second, stay, out, sil)
+                    self._m_step(*stats)
                     history.append(ll)
                     msg = (
                         f"iteration {it + 1} ({method}, {self.n_mixtures} Gaussian(s)/state): "
@@ -987,9 +986,7 @@ class ForcedAligner(nn.Module):
         S, M, D = self.means.shape
         with torch.no_grad():
             self._init_global(utterances)
-            occ = torch.zeros(S * M, dtype=torch.float64)
-            first = torch.zeros(S * M, D, dtype=torch.float64)
-            second = torch.zeros(S * M, D, dtype=torch.float64)
+            total = None
             fs = self.config.frame_shift
             for u, segs in zip(utterances, segmentations):
                 T = int(u.features.shape[0])
@@ -1004,14 +1001,11 @@ class ForcedAligner(nn.Module):
                     n = self.phone_states[p]
                     rel = (torch.arange(e - a) * n) // (e - a)
                     states[a:e] = self.phone_offset[p] + rel
-                ok = states >= 0
-                gamma = torch.zeros(int(ok.sum()), S * M)
-                gamma[torch.arange(gamma.shape[0]), states[ok] * M] = 1.0
-                o, f1, f2 = _gaussian_stats(u.features.float()[ok], gamma)
-                occ += o
-                first += f1
-                second += f2
-            self._m_step(occ, first, second)
+                st = self._hard_stats(u.features, states)
+                total = st if total is None else total + st
+            if total is None:
+                raise ValueError("no labelled frames")
+            self._m_step(total)
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: PathLike) -> None:
