@@ -399,3 +399,24 @@ def test_mixed_devices_rejected():
     meta = torch.empty(2, 2, dtype=torch.float64, device="meta")
     with pytest.raises(ValueError, match="one device"):
         core.log_likelihood(lb, lpi, meta)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("banded", [False, True])
+def test_cuda_matches_cpu(banded):
+    lb, lpi, lA = random_hmm(3, 40, 8, banded=banded, scale=2.0)
+    lengths = torch.tensor([40, 25, 3])
+    dev = [x.cuda() for x in (lb, lpi, lA)]
+    for f in (
+        core.log_likelihood,
+        lambda *a: core.viterbi(*a).path,
+        lambda *a: core.posteriors(*a).state_posteriors,
+    ):
+        torch.testing.assert_close(
+            f(*dev, lengths.cuda()).cpu(), f(lb, lpi, lA, lengths), rtol=1e-9, atol=1e-10
+        )
+    g = dev[0].clone().requires_grad_()
+    core.log_likelihood(g, dev[1], dev[2], lengths.cuda()).sum().backward()
+    torch.testing.assert_close(
+        g.grad.cpu(), core.posteriors(lb, lpi, lA, lengths).state_posteriors, rtol=1e-9, atol=1e-10
+    )
