@@ -21,6 +21,7 @@ Cost: O(B*T*K*K) time (O(B*T*K*W) banded) and O(B*T*K) memory; gradients of
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple, Optional
 
@@ -258,7 +259,11 @@ def _scaled_forward(lb_tm, log_pi, log_A, lengths):
     mask = _time_mask(lengths, T)  # (T, B)
     m = lb_tm.amax(-1, keepdim=True)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    bs = torch.exp(lb_tm - m)
+    d = lb_tm - m
+    # exp of float32 values below ~-87 yields denormals, 7-30x slower on x86; such emissions
+    # are below 1e-38 of the frame's best state, so they are set to zero outright
+    floor = math.log(torch.finfo(lb_tm.dtype).tiny) + 1.0
+    bs = torch.exp(d.clamp(min=floor)).masked_fill_(d < floor, 0.0)
     bs = torch.where(mask.unsqueeze(-1), bs, torch.ones_like(bs))  # padding: neutral frames
     A = log_A.exp()
     shared = A.shape[0] == 1

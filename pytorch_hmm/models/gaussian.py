@@ -194,7 +194,8 @@ class GaussianHMM(BaseHMM):
             return None
         from ..training.stats import gaussian_stats
 
-        return gaussian_stats(x, gamma, lengths, self.covariance_type)
+        # padding is already zero in x (_prepare_x) and in gamma (the engine): no masking
+        return gaussian_stats(x, gamma, None, self.covariance_type)
 
     def _emission_m_step(self, stats, params):
         if stats is None or ("m" not in params and "c" not in params):

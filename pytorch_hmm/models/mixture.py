@@ -208,7 +208,8 @@ class MixtureGaussianHMM(BaseHMM):
         from ..training.stats import mixture_stats
 
         comp = self.component_log_likelihood(x) if cache is None else cache
-        return mixture_stats(x, gamma, comp, lengths, self.covariance_type)
+        # padding is already zero in x (_prepare_x) and in gamma (the engine): no masking
+        return mixture_stats(x, gamma, comp, None, self.covariance_type)
 
     def _emission_m_step(self, stats, params):
         if stats is None or not any(c in params for c in "mcw"):
