@@ -3,6 +3,8 @@
 (Re-exports as ``X as X``, one per line, so the list can be extended without an ``__all__``.)
 """
 
+from .corpus import load_corpus as load_corpus
+from .corpus import phone_boundary_accuracy as phone_boundary_accuracy
 from .ctc import CTCAligner as CTCAligner
 from .ctc import CTCAlignment as CTCAlignment
 from .ctc import ctc_forced_align as ctc_forced_align
@@ -12,6 +14,14 @@ from .dtw import DTWResult as DTWResult
 from .dtw import StepPattern as StepPattern
 from .dtw import dtw_align as dtw_align
 from .dtw import pairwise_distance as pairwise_distance
+from .forced import AlignerConfig as AlignerConfig
+from .forced import AlignmentError as AlignmentError
+from .forced import ForcedAligner as ForcedAligner
+from .forced import Utterance as Utterance
+from .forced import UtteranceAlignment as UtteranceAlignment
+from .lexicon import Lexicon as Lexicon
+from .lexicon import MissingWordError as MissingWordError
+from .lexicon import read_lexicon as read_lexicon
 from .mas import MASResult as MASResult
 from .mas import monotonic_alignment_search as monotonic_alignment_search
 from .soft_dtw import SoftDTW as SoftDTW
