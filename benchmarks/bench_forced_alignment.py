@@ -52,16 +52,20 @@ def main() -> None:
     utts = load_corpus(aligner, DATA / "wav")
     t_feat = time.perf_counter() - t0
     audio = sum(u.duration for u in utts)
-    print(f"corpus: {len(utts)} utterances, {audio:.1f} s of audio; device {dev}, "
-          f"{torch.get_num_threads()} CPU thread(s)")
+    print(
+        f"corpus: {len(utts)} utterances, {audio:.1f} s of audio; device {dev}, "
+        f"{torch.get_num_threads()} CPU thread(s)"
+    )
     print(f"reading + MFCC: {t_feat:.2f} s ({audio / t_feat:.0f} s of audio per second)")
     if not args.model:
         t0 = time.perf_counter()
         aligner.fit(utts, iterations=args.iterations, method="baum-welch")
         dt = time.perf_counter() - t0
-        print(f"flat-start training ({args.iterations} Baum-Welch iterations, CPU): {dt:.1f} s, "
-              f"{dt / args.iterations:.1f} s per iteration ({audio * args.iterations / dt:.0f} s "
-              "of audio per second)")
+        print(
+            f"flat-start training ({args.iterations} Baum-Welch iterations, CPU): {dt:.1f} s, "
+            f"{dt / args.iterations:.1f} s per iteration ({audio * args.iterations / dt:.0f} s "
+            "of audio per second)"
+        )
     aligner = aligner.to(dev)
     for u in utts:
         u.features = u.features.to(dev)
@@ -87,8 +91,10 @@ def main() -> None:
     aligner.align(utts2)
     _sync(dev)
     dt = time.perf_counter() - t0
-    print(f"end to end (read, MFCC, align; batch {aligner.config.batch_size}): {dt:.2f} s, "
-          f"{audio / dt:.0f} s of audio per second")
+    print(
+        f"end to end (read, MFCC, align; batch {aligner.config.batch_size}): {dt:.2f} s, "
+        f"{audio / dt:.0f} s of audio per second"
+    )
 
 
 if __name__ == "__main__":

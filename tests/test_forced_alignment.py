@@ -132,9 +132,7 @@ def test_missing_word_and_unknown_phone_reported():
     al = _toy_aligner(["a", "b"], lexicon=lex)
     x = _toy_features(al, [("a", 5), ("b", 5)])
     errors = {}
-    out = al.align(
-        [Utterance("u1", x, "ab zork ab qux"), Utterance("u2", x, "ab")], errors=errors
-    )
+    out = al.align([Utterance("u1", x, "ab zork ab qux"), Utterance("u2", x, "ab")], errors=errors)
     assert [r.name for r in out] == ["u2"]
     assert "'zork'" in errors["u1"] and "'qux'" in errors["u1"]
     with pytest.raises(MissingWordError):
@@ -223,7 +221,11 @@ def test_baum_welch_mixtures_and_labelled_training(slt_model, tmp_path):
     al.save(tmp_path / "m.pt")
     al2 = ForcedAligner.load(tmp_path / "m.pt")
     hist = al2.fit(
-        utts[:6], iterations=1, method="baum-welch", mixtures=2, split_iterations=1,
+        utts[:6],
+        iterations=1,
+        method="baum-welch",
+        mixtures=2,
+        split_iterations=1,
         flat_start=False,
     )
     assert al2.n_mixtures == 2 and len(hist) == 2 and all(math.isfinite(h) for h in hist)

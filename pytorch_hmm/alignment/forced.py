@@ -93,7 +93,9 @@ class AlignerConfig:
     ``variance_floor``: share of the global feature variance that no state variance goes under.
     ``max_variants``: most pronunciation combinations aligned per utterance (see module doc).
     ``batch_size``: utterances per engine call. ``time_offset``: seconds added to every
-    boundary (see module doc).
+    boundary (see module doc). ``energy_init``: in the flat-start segmentation, give the
+    leading and trailing silences the frames outside the span of speech found by an energy
+    threshold (otherwise the whole utterance is split evenly over the phones' states).
     """
 
     sample_rate: int = 16000
@@ -115,6 +117,7 @@ class AlignerConfig:
     max_variants: int = 32
     batch_size: int = 32
     time_offset: float = 0.0
+    energy_init: bool = True
 
     @property
     def hop_length(self) -> int:
@@ -733,6 +736,8 @@ class ForcedAligner(nn.Module):
         leading and trailing silences get the frames outside it. The whole utterance if the
         span would leave fewer than ``min_frames`` frames for the phones."""
         T = int(feats.shape[0])
+        if not self.config.energy_init:
+            return 0, T
         c0 = feats[:, 0].float()
         lo, hi = torch.quantile(c0, 0.05), torch.quantile(c0, 0.95)
         loud = torch.nonzero(c0 > lo + 0.1 * (hi - lo)).flatten()

@@ -1,0 +1,98 @@
+"""``pytorch-hmm align`` end to end on a tiny corpus (in-process ``main([...])``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from pytorch_hmm.alignment.forced import ForcedAligner
+from pytorch_hmm.cli import build_parser, main
+from pytorch_hmm.io import read_lab, read_textgrid
+
+DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data", "festival-dev")
+NAMES = ["dev_slt_0001", "dev_slt_0004", "dev_slt_0007", "dev_slt_0010", "dev_slt_0013"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    for n in NAMES:
+        for ext in (".wav", ".txt"):
+            shutil.copy(os.path.join(DATA, "wav", n + ext), d / (n + ext))
+    # a file that is not audio, and a transcript with a word the lexicon lacks
+    (d / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00not a wave file at all")
+    (d / "broken.txt").write_text("this is", encoding="utf-8")
+    shutil.copy(os.path.join(DATA, "wav", "dev_slt_0016.wav"), d / "oov.wav")
+    (d / "oov.txt").write_text("this is xyzzyplugh", encoding="utf-8")
+    return d
+
+
+def test_parser_has_align_subcommand():
+    p = build_parser()
+    args = p.parse_args(["align", "c", "--out", "o"])
+    assert args.command == "align" and args.corpus_dir == "c" and args.lexicon is None
+    with pytest.raises(SystemExit):
+        p.parse_args(["align", "c"])  # --out is required
+
+
+def test_align_corpus_with_lexicon_then_with_saved_model(corpus, tmp_path, capsys):
+    out = tmp_path / "out"
+    model = tmp_path / "model.pt"
+    lex = os.path.join(DATA, "lexicon.dict")
+    rc = main(
+        ["align", str(corpus), "--out", str(out), "--lexicon", lex, "--iterations", "3",
+         "--save-model", str(model), "--format", "TextGrid", "--format", "lab", "-q"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0
+    # the two bad files are named with their reasons; the others are aligned
+    assert "broken" in err and "cannot read audio" in err
+    assert "oov" in err and "xyzzyplugh" in err
+    assert sorted(os.listdir(out)) == sorted(
+        [n + ".TextGrid" for n in NAMES] + [n + ".lab" for n in NAMES]
+    )
+    for n in NAMES:
+        tg = read_textgrid(out / (n + ".TextGrid"))
+        assert list(tg) == ["words", "phones"]
+        words = open(os.path.join(DATA, "wav", n + ".txt"), encoding="utf-8").read().split()
+        assert [w.label for w in tg["words"]] == words
+        assert [s.label for s in read_lab(out / (n + ".lab"))] == [s.label for s in tg["phones"]]
+    # a saved model aligns new speech without retraining (its lexicon was saved with it)
+    assert ForcedAligner.load(model).lexicon is not None
+    out2 = tmp_path / "out2"
+    rc = main(["align", str(corpus), "--out", str(out2), "--model", str(model), "-q"])
+    assert rc == 0
+    for n in NAMES:
+        a = read_textgrid(out / (n + ".TextGrid"))["phones"]
+        b = read_textgrid(out2 / (n + ".TextGrid"))["phones"]
+        assert a == b
+
+
+def test_align_phone_transcripts_and_progress(tmp_path, capsys):
+    # without --lexicon each transcript is the phone sequence itself (here with the pauses
+    # of the reference, which mark where a pause may be)
+    d = tmp_path / "phones"
+    d.mkdir()
+    for n in NAMES[:4]:
+        shutil.copy(os.path.join(DATA, "wav", n + ".wav"), d / (n + ".wav"))
+        phones = [s.label for s in read_lab(os.path.join(DATA, "lab", n + ".lab"))]
+        (d / (n + ".txt")).write_text(" ".join(phones), encoding="utf-8")
+    out = tmp_path / "out"
+    rc = main(["align", str(d), "--out", str(out), "--iterations", "2", "--format", "json"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "aligned 4 of 4 files" in err
+    assert sorted(os.listdir(out)) == sorted(n + ".json" for n in NAMES[:4])
+
+
+def test_nothing_aligned_is_an_error(tmp_path, capsys):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "x.wav").write_bytes(b"garbage")
+    (d / "x.txt").write_text("a b", encoding="utf-8")
+    assert main(["align", str(d), "--out", str(tmp_path / "o"), "-q"]) == 1
+    assert "x: cannot read audio" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["align", str(empty), "--out", str(tmp_path / "o"), "-q"]) == 2
