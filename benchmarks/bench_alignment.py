@@ -1,6 +1,7 @@
 """Benchmark: DTW, soft-DTW, CTC forced alignment and MAS against their usual peers.
 
 Run:  .venv/bin/python benchmarks/bench_alignment.py [--repeats 7] [--no-jit-timing]
+      [--torch-threads N]
 
 Peers (skipped with "n/a" when not installed): dtw-python, librosa, torchaudio
 (``forced_align``), monotonic-align. Prints median wall times (ms) and ratios peer/ours
@@ -108,7 +109,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--no-jit-timing", action="store_true")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads(N) first (0: leave as is). On a loaded machine torch's "
+        "OpenMP threads (torch.cdist) can slow down by 10x+; 1 avoids that",
+    )
     args = ap.parse_args()
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
     R = args.repeats
     warnings.simplefilter("ignore")
     dtw_py = try_import("dtw")
