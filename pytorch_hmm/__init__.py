@@ -38,8 +38,16 @@ _EXPORTS: Dict[str, str] = {
     "MixtureGaussianHMM": "pytorch_hmm.models",
     # alignment
     "DTWAligner": "pytorch_hmm.alignment",
+    "DTWResult": "pytorch_hmm.alignment",
+    "dtw_align": "pytorch_hmm.alignment",
+    "SoftDTW": "pytorch_hmm.alignment",
+    "soft_dtw_distance": "pytorch_hmm.alignment",
+    "soft_dtw_cost": "pytorch_hmm.alignment",
     "CTCAligner": "pytorch_hmm.alignment",
+    "CTCAlignment": "pytorch_hmm.alignment",
+    "ctc_forced_align": "pytorch_hmm.alignment",
     "monotonic_alignment_search": "pytorch_hmm.alignment",
+    "MASResult": "pytorch_hmm.alignment",
     "ForcedAligner": "pytorch_hmm.alignment",
     # speech
     "mlpg": "pytorch_hmm.speech",
