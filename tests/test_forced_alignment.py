@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from pytorch_hmm.alignment.corpus import load_corpus, phone_boundary_accuracy
+from pytorch_hmm.alignment.corpus import phone_boundary_accuracy
 from pytorch_hmm.alignment.forced import (
     AlignerConfig,
     AlignmentError,
@@ -34,6 +34,11 @@ def _reference_pronunciations(name):
             continue
         out.append([p for a, b, p in lab if a >= s - 1e-6 and b <= e + 1e-6 and p != "pau"])
     return out
+
+
+def _words(name):
+    with open(os.path.join(WAV, name + ".txt"), encoding="utf-8") as f:
+        return f.read().split()
 
 
 # ------------------------------------------------------------------------------------------
@@ -161,10 +166,13 @@ def test_lexicon_reader(tmp_path):
 def slt_model():
     lex = read_lexicon(os.path.join(DATA, "lexicon.dict"))
     al = ForcedAligner(lex.phones(), AlignerConfig(), lex)
-    utts = [u for u in load_corpus(al, WAV) if "_slt_" in u.name][:12]
+    names = sorted(
+        f[:-4] for f in os.listdir(WAV) if f.startswith("dev_slt_") and f.endswith(".wav")
+    )
+    utts = [al.load_utterance(os.path.join(WAV, n + ".wav"), _words(n), name=n) for n in names[:12]]
     for u in utts:
         u.pronunciations = _reference_pronunciations(u.name)
-    history = al.fit(utts, iterations=6)
+    history = al.fit(utts, iterations=6, method="baum-welch")
     return al, utts, history
 
 
@@ -175,8 +183,10 @@ def test_flat_start_reaches_boundary_accuracy(slt_model):
     assert len(results) == len(utts)
     refs = [read_lab(os.path.join(DATA, "lab", r.name + ".lab")) for r in results]
     acc = phone_boundary_accuracy(refs, [r.phones for r in results])
-    # measured: XX% within 25 ms
+    # measured (12 utterances, 6 Baum-Welch iterations, 2 s): 39/56/60/76% within
+    # 10/20/25/50 ms; the full corpus reaches 85% within 25 ms (examples/forced_alignment.py)
     assert acc.within[0.025] >= 0.5, acc.within
+    assert acc.within[0.05] >= 0.65, acc.within
     assert acc.n_boundaries > 400
 
 

@@ -118,6 +118,7 @@ class AlignerConfig:
     batch_size: int = 32
     time_offset: float = 0.0
     energy_init: bool = True
+    dither: float = 0.0
 
     @property
     def hop_length(self) -> int:
@@ -214,6 +215,13 @@ class UtteranceAlignment:
     def write_lab(self, path: PathLike, *, tier: str = "phones") -> None:
         """HTK/HTS ``.lab`` (100 ns units) of the ``phones``, ``words`` or ``states`` tier."""
         write_lab(path, getattr(self, tier))
+
+
+def _message(err: Exception) -> str:
+    """An exception's message (a plain KeyError's str() adds quotes)."""
+    if type(err) is KeyError and err.args:
+        return str(err.args[0])
+    return str(err)
 
 
 # ------------------------------------------------------------------------------------------
@@ -352,6 +360,11 @@ class ForcedAligner(nn.Module):
             raise ValueError(f"waveform must be mono (N,), got shape {tuple(wav.shape)}")
         if wav.numel() < self.config.hop_length:
             raise ValueError(f"audio is too short ({wav.numel()} samples)")
+        if self.config.dither > 0:
+            # Kaldi-style dither, seeded so that features are reproducible: digital silence
+            # (synthetic speech) becomes low-level noise instead of a constant floor
+            g = torch.Generator().manual_seed(0)
+            wav = wav + self.config.dither * torch.randn(wav.shape, generator=g)
         feats, _ = self._mfcc()(wav)
         return feats.float()
 
@@ -627,7 +640,7 @@ class ForcedAligner(nn.Module):
                     )
                 ok.append((u, res))
             except (MissingWordError, KeyError, ValueError) as err:
-                errors[u.name] = str(err)
+                errors[u.name] = _message(err)
         choices = self._choose([(u.features.float(), r) for u, r in ok])
         out = []
         for (u, res), c in zip(ok, choices):
@@ -655,7 +668,7 @@ class ForcedAligner(nn.Module):
         errs: Dict[str, str] = {}
         with torch.no_grad():
             items = self._prepare(utts, errs)
-            results: Dict[str, UtteranceAlignment] = {}
+            results: Dict[int, UtteranceAlignment] = {}
             order = sorted(range(len(items)), key=lambda i: items[i][0].features.shape[0])
             bs = max(self.config.batch_size, 1)
             for s in range(0, len(order), bs):
@@ -668,7 +681,7 @@ class ForcedAligner(nn.Module):
                         )
                         continue
                     L = int(u.features.shape[0])
-                    results[u.name] = self._segments(u, g, r.path[b, :L], float(r.score[b]))
+                    results[id(u)] = self._segments(u, g, r.path[b, :L], float(r.score[b]))
                 if progress is not None:
                     progress(len(chunk))
         if errors is not None:
@@ -676,7 +689,7 @@ class ForcedAligner(nn.Module):
         elif errs:
             name = next(iter(errs))
             raise AlignmentError(name, errs[name])
-        out = [results[u.name] for u in utts if u.name in results]
+        out = [results[id(u)] for u in utts if id(u) in results]
         return out[0] if single else out
 
     def _segments(self, u: Utterance, g: _Graph, path: torch.Tensor, score: float):
@@ -743,7 +756,9 @@ class ForcedAligner(nn.Module):
         loud = torch.nonzero(c0 > lo + 0.1 * (hi - lo)).flatten()
         if loud.numel() == 0:
             return 0, T
-        a, e = int(loud[0]), int(loud[-1]) + 1
+        # a margin on both sides keeps weak onsets and offsets (h, f, final stops) in speech
+        margin = int(round(0.05 / self.config.frame_shift))
+        a, e = max(int(loud[0]) - margin, 0), min(int(loud[-1]) + 1 + margin, T)
         n_sil = self.phone_states[0]
         a = a if a >= n_sil else 0
         e = e if T - e >= n_sil else T
@@ -893,7 +908,7 @@ class ForcedAligner(nn.Module):
                     raise ValueError("transcript is too long for the audio")
                 out.append((u, g))
             except (MissingWordError, KeyError, ValueError) as err:
-                errors[u.name] = str(err)
+                errors[u.name] = _message(err)
         return out
 
     def fit(
