@@ -53,8 +53,14 @@ def _align_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-model", help="save the model trained on the corpus to this file")
     p.add_argument("--iterations", type=int, default=10, help="EM iterations (default 10)")
     p.add_argument("--mixtures", type=int, default=1, help="Gaussians per state (power of 2)")
-    p.add_argument("--method", choices=("viterbi", "baum-welch"), default="viterbi")
+    p.add_argument("--method", choices=("viterbi", "baum-welch"), default="baum-welch")
     p.add_argument("--frame-shift", type=float, default=None, help="seconds (default 0.01)")
+    p.add_argument(
+        "--time-offset",
+        type=float,
+        default=None,
+        help="seconds added to every boundary (default 0; a trained model keeps its own)",
+    )
     p.add_argument(
         "--format",
         choices=("TextGrid", "lab", "json"),
@@ -111,6 +117,8 @@ def run_align(args: argparse.Namespace) -> int:
         aligner = ForcedAligner(phones, cfg, lexicon)
     if args.batch_size:
         aligner.config.batch_size = args.batch_size
+    if args.time_offset is not None:
+        aligner.config.time_offset = args.time_offset
     bar = _progress(len(files), "reading", args.quiet)
     utts = load_corpus(aligner, args.corpus_dir, errors=errors, progress=bar and bar.update)
     if bar:

@@ -28,10 +28,14 @@ words at their first pronunciation) and the combination is aligned.
 Training
 --------
 :meth:`ForcedAligner.fit` trains flat-start from (features, transcript) pairs: a uniform
-segmentation of each utterance's states (leading and trailing silence included, no inter-word
-silence), then EM iterations of Viterbi training or Baum-Welch, with the self-loop and silence
-probabilities re-estimated as well, and optionally mixture splitting (1 -> 2 -> 4 ... Gaussians a
-state). :meth:`ForcedAligner.fit_labelled` instead initialises the states from reference phone
+segmentation of each utterance's phone states between a leading and a trailing silence (with
+``energy_init``, the frames outside the span of speech found by an energy threshold plus a
+50 ms margin; no inter-word silence), then EM iterations of Viterbi training or Baum-Welch,
+with the self-loop and silence probabilities re-estimated as well, and optionally mixture
+splitting (1 -> 2 -> 4 ... Gaussians a state). Statistics and M-steps are
+:func:`pytorch_hmm.training.mixture_stats` / :func:`~pytorch_hmm.training.mixture_m_step`
+(maximum likelihood; variances floored at ``variance_floor`` times the global variance).
+:meth:`ForcedAligner.fit_labelled` instead initialises the states from reference phone
 segmentations (each labelled phone split evenly into its states) and can continue with EM.
 
 Times
@@ -916,7 +920,7 @@ class ForcedAligner(nn.Module):
         utterances: Sequence[Utterance],
         *,
         iterations: int = 10,
-        method: str = "viterbi",
+        method: str = "baum-welch",
         mixtures: int = 1,
         split_iterations: int = 4,
         reselect_from: int = 3,
