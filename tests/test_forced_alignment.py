@@ -247,3 +247,24 @@ def test_baum_welch_mixtures_and_labelled_training(slt_model, tmp_path):
     res = al3.align(utts)
     acc = phone_boundary_accuracy(refs, [r.phones for r in res])
     assert acc.within[0.025] >= 0.6, acc.within
+
+
+def test_viterbi_training_runs(slt_model, tmp_path):
+    al, utts, _ = slt_model
+    al.save(tmp_path / "m.pt")
+    al2 = ForcedAligner.load(tmp_path / "m.pt")
+    hist = al2.fit(utts[:4], iterations=2, method="viterbi", flat_start=False)
+    assert len(hist) == 2 and hist[1] >= hist[0] - 1e-3
+    with pytest.raises(ValueError, match="method"):
+        al2.fit(utts[:1], method="em")
+
+
+def test_phone_boundary_accuracy_sets_pauses_aside():
+    ref = [(0.0, 0.2, "pau"), (0.2, 0.3, "a"), (0.3, 0.5, "b"), (0.5, 0.6, "pau"), (0.6, 0.9, "c")]
+    # the hypothesis misses the pause after "b" and puts one before "c" 10 ms late
+    hyp = [(0.0, 0.21, "sil"), (0.21, 0.3, "a"), (0.3, 0.52, "b"), (0.52, 0.9, "c")]
+    acc = phone_boundary_accuracy([ref], [hyp], tolerances=(0.015,))
+    # compared: start of a, start of b, end of b (pause follows in the reference), start of c
+    assert acc.n_boundaries == 4
+    assert acc.errors_ms == pytest.approx([10.0, 0.0, 20.0, -80.0])
+    assert acc.within[0.015] == 0.5
