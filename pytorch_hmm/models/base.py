@@ -249,11 +249,16 @@ class BaseHMM(nn.Module):
         One engine call (:func:`pytorch_hmm.core.posteriors`) for the whole batch, under
         ``torch.no_grad``. Statistics of several batches add up (``a + b``), so a corpus can
         stream through, and ``stats.all_reduce()`` sums them over processes."""
+        with torch.no_grad():
+            x, lengths = self._prepare_x(x, lengths)
+        return self._accumulate_prepared(x, lengths, params)
+
+    def _accumulate_prepared(self, x: torch.Tensor, lengths: torch.Tensor, params=None):
+        """:meth:`accumulate` on features already checked by ``_prepare_x``."""
         from ..training.stats import HMMStats
 
         params = self.default_params if params is None else params
         with torch.no_grad():
-            x, lengths = self._prepare_x(x, lengths)
             lb, cache = self._emission_forward(x)
             post = core.posteriors(lb, self.log_initial(), self.log_transitions(), lengths)
             gamma = post.state_posteriors

@@ -94,7 +94,12 @@ def batch_source(data: Any, lengths: Any = None) -> Callable[[], Iterable[Batch]
     EM reads the data once per iteration."""
     if isinstance(data, (torch.Tensor, np.ndarray)) or _is_sequence_list(data):
         one = as_batch(data, lengths)
-        return lambda: [one]
+
+        def in_memory():
+            return [one]
+
+        in_memory.in_memory = True
+        return in_memory
     if lengths is not None:
         raise ValueError("lengths must be None when data is an iterable of batches")
     if callable(data):
@@ -193,6 +198,12 @@ def fit_em(
 
             broadcast_parameters(model, src=0, group=process_group)
 
+    # data held in memory is checked and converted once, not at every iteration
+    batches = list(source()) if getattr(source, "in_memory", False) else None
+    if batches is not None:
+        with torch.no_grad():
+            batches = [model._prepare_x(xb, lb) for xb, lb in batches]
+
     history: List[float] = []
     # round-off allowed before a decrease is reported: the per-sequence log-likelihoods are
     # computed in the model's dtype
@@ -204,8 +215,11 @@ def fit_em(
     try:
         for it in range(int(n_iter)):
             stats = None
-            for xb, lb in source():
-                s = model.accumulate(xb, lb, params=params)
+            for xb, lb in batches if batches is not None else source():
+                if batches is not None:
+                    s = model._accumulate_prepared(xb, lb, params=params)
+                else:
+                    s = model.accumulate(xb, lb, params=params)
                 stats = s if stats is None else stats + s
             if stats is None:
                 raise ValueError("data holds no batches")
