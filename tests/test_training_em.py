@@ -424,3 +424,38 @@ def test_gradient_training_lowers_nll_and_keeps_parameters_valid(which):
     assert hist[-1] < before
     assert model.transmat[0, 2] == 0 and model.transmat[1, 0] == 0  # structural zeros kept
     assert torch.isfinite(model.covars).all()
+
+
+def test_tied_states_for_forced_alignment():
+    from pytorch_hmm.training import tie_posteriors, tie_transition_counts
+
+    g = torch.Generator().manual_seed(0)
+    B, T, K, S, D = 2, 7, 3, 4, 2
+    x = torch.randn(B, T, D, generator=g, dtype=torch.float64)
+    gamma = torch.softmax(torch.randn(B, T, K, generator=g, dtype=torch.float64), -1)
+    idx = torch.tensor([[0, 1, 2], [2, 0, -1]])
+    gamma[1, :, 2] = 0.0  # the unused slot has no posterior mass
+    trans = torch.rand(B, K, K, generator=g, dtype=torch.float64)
+    start = gamma[:, 0]
+    tied = tie_posteriors(gamma, idx, S)
+    ref = torch.zeros(B, T, S, dtype=torch.float64)
+    st_ref = torch.zeros(S, dtype=torch.float64)
+    tr_ref = torch.zeros(S, S, dtype=torch.float64)
+    for b in range(B):
+        for k in range(K):
+            if idx[b, k] >= 0:
+                ref[b, :, idx[b, k]] += gamma[b, :, k]
+                st_ref[idx[b, k]] += start[b, k]
+                for j in range(K):
+                    if idx[b, j] >= 0:
+                        tr_ref[idx[b, k], idx[b, j]] += trans[b, k, j]
+    torch.testing.assert_close(tied, ref)
+    st, tr = tie_transition_counts(start, trans, idx, S)
+    torch.testing.assert_close(st, st_ref)
+    torch.testing.assert_close(tr, tr_ref)
+    a = gaussian_stats(x, gamma, None, "diag", state_index=idx, num_states=S)
+    b = gaussian_stats(x, ref)
+    torch.testing.assert_close(a.sum_xx, b.sum_xx)
+    assert a.occupancy.shape == (S,) and a.occupancy[3] == 0
+    with pytest.raises(ValueError, match="state_index"):
+        tie_posteriors(gamma, torch.tensor([[0, 1, 9], [0, 0, 0]]), S)

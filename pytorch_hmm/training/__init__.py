@@ -21,6 +21,8 @@ from .stats import (
     mixture_m_step,
     mixture_responsibilities,
     mixture_stats,
+    tie_posteriors,
+    tie_transition_counts,
 )
 
 __all__ = [
@@ -43,4 +45,6 @@ __all__ = [
     "mixture_stats",
     "nll_loss",
     "pad_sequences",
+    "tie_posteriors",
+    "tie_transition_counts",
 ]

@@ -169,11 +169,56 @@ class HMMStats(_Stats):
     num_sequences: torch.Tensor
 
 
+def _check_index(state_index: torch.Tensor, shape, num_states: Optional[int]) -> int:
+    if state_index.shape != shape:
+        raise ValueError(
+            f"state_index must have shape {tuple(shape)}, got {tuple(state_index.shape)}"
+        )
+    if num_states is None:
+        raise ValueError("num_states is required with state_index")
+    if (state_index >= num_states).any() or (state_index < -1).any():
+        raise ValueError(f"state_index must hold ids in [-1, num_states={num_states})")
+    return int(num_states)
+
+
+def tie_posteriors(gamma: torch.Tensor, state_index: torch.Tensor, num_states: int) -> torch.Tensor:
+    """Sum per-sequence state posteriors into shared (tied) states: ``gamma`` (B, T, K) over each
+    sequence's own K states, ``state_index`` (B, K) long, the shared id of each (-1: unused
+    slot, e.g. padding of a shorter state sequence) -> (B, T, num_states)."""
+    B, T, K = gamma.shape
+    idx = state_index.to(device=gamma.device, dtype=torch.long)
+    _check_index(idx, (B, K), num_states)
+    g = torch.where((idx >= 0).unsqueeze(1), gamma, torch.zeros((), dtype=gamma.dtype))
+    out = gamma.new_zeros(B, T, int(num_states))
+    return out.scatter_add_(2, idx.clamp(min=0).unsqueeze(1).expand(B, T, K), g)
+
+
+def tie_transition_counts(
+    start: torch.Tensor, trans: torch.Tensor, state_index: torch.Tensor, num_states: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Sum per-sequence start counts (B, K) (e.g. ``gamma[:, 0]``) and transition counts
+    (B, K, K) (the engine's ``transition_counts``) into shared states: ``(start (S,),
+    trans (S, S))`` with ``S = num_states``; ``state_index`` (B, K) as in
+    :func:`tie_posteriors`."""
+    B, K = start.shape
+    idx = state_index.to(device=start.device, dtype=torch.long)
+    S = _check_index(idx, (B, K), num_states)
+    ok = idx >= 0
+    i = idx.clamp(min=0)
+    st = start.new_zeros(S).index_add_(0, i.reshape(-1), torch.where(ok, start, 0.0).reshape(-1))
+    pair = (i.unsqueeze(2) * S + i.unsqueeze(1)).reshape(-1)
+    w = torch.where(ok.unsqueeze(2) & ok.unsqueeze(1), trans, 0.0).reshape(-1)
+    tr = trans.new_zeros(S * S).index_add_(0, pair, w).view(S, S)
+    return st, tr
+
+
 def gaussian_stats(
     x: torch.Tensor,
     gamma: torch.Tensor,
     lengths: Optional[torch.Tensor] = None,
     covariance_type: str = "diag",
+    state_index: Optional[torch.Tensor] = None,
+    num_states: Optional[int] = None,
 ) -> GaussianStats:
     """Gaussian sufficient statistics from features and posteriors.
 
@@ -181,11 +226,19 @@ def gaussian_stats(
     padded frames, or pass ``lengths`` (B,) to mask padding; padded features may hold anything).
     Returns :class:`GaussianStats` with occupancy (K,), sum_x (K, D), sum_xx (K, D) ("diag") or
     (K, D, D) ("full"). Matrix products over the (N, K) posteriors; no (N, K, D) temporary
-    for "diag"."""
+    for "diag".
+
+    Tied states (e.g. phone HMMs shared across utterances in forced alignment): with
+    ``state_index`` (B, K) long, the shared id of each sequence's k-th state (-1 for unused
+    slots), statistics are summed per shared state: leading shape (num_states,)."""
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(
             f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
         )
+    if state_index is not None:
+        if gamma.dim() != 3:
+            raise ValueError("state_index needs gamma of shape (B, T, K)")
+        gamma = tie_posteriors(gamma, state_index, num_states)
     xf, g = _frames(x, gamma.to(x.dtype), lengths)
     occ = g.sum(0)
     s1 = g.t() @ xf
