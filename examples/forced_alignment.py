@@ -86,7 +86,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--method", choices=("viterbi", "baum-welch"), default="baum-welch")
-    ap.add_argument("--mixtures", type=int, default=1)
+    ap.add_argument("--mixtures", type=int, default=4)
     ap.add_argument("--time-offset", type=float, default=0.0, help="seconds added to boundaries")
     ap.add_argument("--quick", action="store_true", help="12 slt utterances only")
     ap.add_argument("--out", help="write TextGrid / lab / JSON files here")

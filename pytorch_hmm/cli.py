@@ -52,7 +52,9 @@ def _align_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--save-model", help="save the model trained on the corpus to this file")
     p.add_argument("--iterations", type=int, default=10, help="EM iterations (default 10)")
-    p.add_argument("--mixtures", type=int, default=1, help="Gaussians per state (power of 2)")
+    p.add_argument(
+        "--mixtures", type=int, default=4, help="Gaussians per state (power of 2, default 4)"
+    )
     p.add_argument("--method", choices=("viterbi", "baum-welch"), default="baum-welch")
     p.add_argument("--frame-shift", type=float, default=None, help="seconds (default 0.01)")
     p.add_argument(

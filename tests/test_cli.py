@@ -43,7 +43,8 @@ def test_align_corpus_with_lexicon_then_with_saved_model(corpus, tmp_path, capsy
     lex = os.path.join(DATA, "lexicon.dict")
     rc = main(
         ["align", str(corpus), "--out", str(out), "--lexicon", lex, "--iterations", "3",
-         "--save-model", str(model), "--format", "TextGrid", "--format", "lab", "-q"]
+         "--mixtures", "1", "--save-model", str(model), "--format", "TextGrid", "--format", "lab",
+         "-q"]
     )  # fmt: skip
     err = capsys.readouterr().err
     assert rc == 0
@@ -80,7 +81,20 @@ def test_align_phone_transcripts_and_progress(tmp_path, capsys):
         phones = [s.label for s in read_lab(os.path.join(DATA, "lab", n + ".lab"))]
         (d / (n + ".txt")).write_text(" ".join(phones), encoding="utf-8")
     out = tmp_path / "out"
-    rc = main(["align", str(d), "--out", str(out), "--iterations", "2", "--format", "json"])
+    rc = main(
+        [
+            "align",
+            str(d),
+            "--out",
+            str(out),
+            "--iterations",
+            "2",
+            "--mixtures",
+            "2",
+            "--format",
+            "json",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0 and "aligned 4 of 4 files" in err
     assert sorted(os.listdir(out)) == sorted(n + ".json" for n in NAMES[:4])
