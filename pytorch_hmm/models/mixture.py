@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import numpy as np
@@ -12,7 +13,6 @@ from .base import ArrayLike, BaseHMM
 from .gaussian import (
     COVARIANCE_TYPES,
     _data_covariance,
-    diag_gaussian_log_likelihood,
     full_gaussian_log_likelihood,
 )
 
@@ -21,6 +21,22 @@ COVARIANCE_CENTERS = ("new", "previous")
 
 def _tensor(a: ArrayLike) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a
+
+
+def _diag_log_density(
+    x: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor, log_weights: torch.Tensor
+) -> torch.Tensor:
+    """``log w_s + log N(x | means[s], diag(exp(log_vars[s])))`` for ``x`` (B, T, D), (S, D)
+    parameters and (S,) log-weights -> (B, T, S): one matrix product of ``[x^2, x]`` with the
+    stacked ``[-prec / 2, mean * prec]``, the constant fused as its bias."""
+    D = x.shape[-1]
+    prec = torch.exp(-log_vars)
+    w = torch.cat([-0.5 * prec, means * prec], -1)  # (S, 2D)
+    bias = log_weights.reshape(-1) - 0.5 * (
+        D * math.log(2 * math.pi) + log_vars.sum(-1) + (means * means * prec).sum(-1)
+    )
+    xa = torch.cat([x * x, x], -1).reshape(-1, 2 * D)
+    return torch.addmm(bias, xa, w.t()).reshape(*x.shape[:-1], -1)
 
 
 class MixtureGaussianHMM(BaseHMM):
@@ -185,9 +201,9 @@ class MixtureGaussianHMM(BaseHMM):
         K, M, D = self.num_states, self.num_mixtures, self.feature_dim
         mu = self.means.reshape(K * M, D)
         if self.covariance_type == "diag":
-            ll = diag_gaussian_log_likelihood(x, mu, self.log_covars.exp().reshape(K * M, D))
-        else:
-            ll = full_gaussian_log_likelihood(x, mu, self.scale_tril().reshape(K * M, D, D))
+            ll = _diag_log_density(x, mu, self.log_covars.reshape(K * M, D), self.log_weights())
+            return ll.reshape(*x.shape[:-1], K, M)
+        ll = full_gaussian_log_likelihood(x, mu, self.scale_tril().reshape(K * M, D, D))
         return ll.reshape(*x.shape[:-1], K, M) + self.log_weights()
 
     def emission_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,9 +223,17 @@ class MixtureGaussianHMM(BaseHMM):
             return None
         from ..training.stats import mixture_stats
 
-        comp = self.component_log_likelihood(x) if cache is None else cache
+        if cache is None:
+            comp = self.component_log_likelihood(x)
+            lse = torch.logsumexp(comp, -1)
+        else:
+            comp = cache  # no longer needed afterwards: overwritten in place
+            lse = torch.logsumexp(comp, -1)
+        # responsibilities gamma * softmax_m, in place: one exp pass over (B, T, K, M)
+        lse = torch.where(torch.isfinite(lse), lse, torch.zeros((), dtype=lse.dtype))
+        resp = comp.sub_(lse.unsqueeze(-1)).exp_().mul_(gamma.unsqueeze(-1))
         # padding is already zero in x (_prepare_x) and in gamma (the engine): no masking
-        return mixture_stats(x, gamma, comp, None, self.covariance_type)
+        return mixture_stats(x, None, None, None, self.covariance_type, responsibilities=resp)
 
     def _emission_m_step(self, stats, params):
         if stats is None or not any(c in params for c in "mcw"):

@@ -241,10 +241,13 @@ def gaussian_stats(
         gamma = tie_posteriors(gamma, state_index, num_states)
     xf, g = _frames(x, gamma.to(x.dtype), lengths)
     occ = g.sum(0)
-    s1 = g.t() @ xf
+    D = xf.shape[1]
     if covariance_type == "diag":
-        s2 = g.t() @ (xf * xf)
+        # first and second moments in one matrix product
+        s = g.t() @ torch.cat([xf, xf * xf], 1)
+        s1, s2 = s[:, :D].contiguous(), s[:, D:].contiguous()
     else:
+        s1 = g.t() @ xf
         s2 = _weighted_outer(g, xf)
     return GaussianStats(occ, s1, s2, covariance_type)
 
@@ -260,19 +263,24 @@ def mixture_responsibilities(component_log_prob: torch.Tensor, gamma: torch.Tens
 
 def mixture_stats(
     x: torch.Tensor,
-    gamma: torch.Tensor,
-    component_log_prob: torch.Tensor,
+    gamma: Optional[torch.Tensor],
+    component_log_prob: Optional[torch.Tensor],
     lengths: Optional[torch.Tensor] = None,
     covariance_type: str = "diag",
+    responsibilities: Optional[torch.Tensor] = None,
 ) -> GaussianStats:
     """Statistics of a Gaussian mixture per state (GMM-HMM).
 
     ``x`` (B, T, D), ``gamma`` (B, T, K) state posteriors, ``component_log_prob`` (B, T, K, M)
-    weighted component log-densities. Returns :class:`GaussianStats` with leading shape (K, M):
-    occupancy (K, M) (the state occupancy is ``occupancy.sum(-1)``), sum_x (K, M, D), sum_xx
-    (K, M, D) or (K, M, D, D)."""
-    K, M = component_log_prob.shape[-2:]
-    resp = mixture_responsibilities(component_log_prob, gamma)
+    weighted component log-densities; or, instead of the last two, the per-component
+    posteriors ``responsibilities`` (B, T, K, M) (:func:`mixture_responsibilities`). Returns
+    :class:`GaussianStats` with leading shape (K, M): occupancy (K, M) (the state occupancy is
+    ``occupancy.sum(-1)``), sum_x (K, M, D), sum_xx (K, M, D) or (K, M, D, D)."""
+    if responsibilities is None:
+        resp = mixture_responsibilities(component_log_prob, gamma)
+    else:
+        resp = responsibilities
+    K, M = resp.shape[-2:]
     st = gaussian_stats(x, resp.reshape(*resp.shape[:-2], K * M), lengths, covariance_type)
     D = st.sum_x.shape[-1]
     return GaussianStats(
