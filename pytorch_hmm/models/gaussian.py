@@ -41,6 +41,22 @@ def full_gaussian_log_likelihood(
     return ll.t().reshape(B, T, K)
 
 
+def _diag_log_density(
+    x: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor, log_weights: torch.Tensor
+) -> torch.Tensor:
+    """``log w_s + log N(x | means[s], diag(exp(log_vars[s])))`` for ``x`` (B, T, D), (S, D)
+    parameters and (S,) log-weights -> (B, T, S): one matrix product of ``[x^2, x]`` with the
+    stacked ``[-prec / 2, mean * prec]``, the constant fused as its bias."""
+    D = x.shape[-1]
+    prec = torch.exp(-log_vars)
+    w = torch.cat([-0.5 * prec, means * prec], -1)  # (S, 2D)
+    bias = log_weights.reshape(-1) - 0.5 * (
+        D * math.log(2 * math.pi) + log_vars.sum(-1) + (means * means * prec).sum(-1)
+    )
+    xa = torch.cat([x * x, x], -1).reshape(-1, 2 * D)
+    return torch.addmm(bias, xa, w.t()).reshape(*x.shape[:-1], -1)
+
+
 def _data_covariance(frames: torch.Tensor, min_covar: float, covariance_type: str, K: int):
     """hmmlearn's initial covariances: ``cov(frames) + min_covar * I`` for every state, (K, D)
     variances ("diag") or (K, D, D) matrices ("full")."""
@@ -188,6 +204,13 @@ class GaussianHMM(BaseHMM):
 
     def _auto_init_params(self) -> str:
         return "mc" if not bool(self.means.detach().abs().sum() > 0) else ""
+
+    def _emission_forward(self, x):
+        if self.covariance_type == "diag":
+            # EM's E-step: the same density as emission_log_likelihood, as one matrix product
+            zero = self.means.new_zeros(self.num_states)
+            return _diag_log_density(x, self.means, self.log_covars, zero), None
+        return self.emission_log_likelihood(x), None
 
     def _emission_stats(self, x, gamma, lengths, cache, params):
         if "m" not in params and "c" not in params:

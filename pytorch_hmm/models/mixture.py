@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import numpy as np
@@ -13,6 +12,7 @@ from .base import ArrayLike, BaseHMM
 from .gaussian import (
     COVARIANCE_TYPES,
     _data_covariance,
+    _diag_log_density,
     full_gaussian_log_likelihood,
 )
 
@@ -21,22 +21,6 @@ COVARIANCE_CENTERS = ("new", "previous")
 
 def _tensor(a: ArrayLike) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a
-
-
-def _diag_log_density(
-    x: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor, log_weights: torch.Tensor
-) -> torch.Tensor:
-    """``log w_s + log N(x | means[s], diag(exp(log_vars[s])))`` for ``x`` (B, T, D), (S, D)
-    parameters and (S,) log-weights -> (B, T, S): one matrix product of ``[x^2, x]`` with the
-    stacked ``[-prec / 2, mean * prec]``, the constant fused as its bias."""
-    D = x.shape[-1]
-    prec = torch.exp(-log_vars)
-    w = torch.cat([-0.5 * prec, means * prec], -1)  # (S, 2D)
-    bias = log_weights.reshape(-1) - 0.5 * (
-        D * math.log(2 * math.pi) + log_vars.sum(-1) + (means * means * prec).sum(-1)
-    )
-    xa = torch.cat([x * x, x], -1).reshape(-1, 2 * D)
-    return torch.addmm(bias, xa, w.t()).reshape(*x.shape[:-1], -1)
 
 
 class MixtureGaussianHMM(BaseHMM):
