@@ -138,6 +138,9 @@ def _semiring_forward(
     if acc_dtype != lb_tm.dtype:
         lb_tm, log_pi, trans = lb_tm.to(acc_dtype), log_pi.to(acc_dtype), trans.to(acc_dtype)
     T, B, K = lb_tm.shape
+    # sums (and their posteriors) need every frame re-centred; max decisions tolerate drift
+    # over a few frames, and the Viterbi score is re-summed along the path anyway
+    every = 1 if semiring is LogSemiring else 8
     inc = lb_tm.new_zeros(T, B, 1)
     m = _frame_max(lb_tm)
     em_all = lb_tm - m.unsqueeze(-1)
@@ -158,7 +161,8 @@ def _semiring_forward(
             for d in range(1, W):
                 acc = plus(acc, p[:, d : d + K] + bands[d])
             torch.add(acc, em[t], out=al[t])
-            _recentre(al[t], incl[t])
+            if t % every == 0:
+                _recentre(al[t], incl[t])
     else:
         alpha = lb_tm.new_empty(T, B, K)
         torch.add(log_pi, em[0], out=alpha[0])
@@ -167,7 +171,8 @@ def _semiring_forward(
         gather, reduce = trans.gather_predecessors, semiring.reduce
         for t in range(1, T):
             torch.add(reduce(gather(al[t - 1]), -1), em[t], out=al[t])
-            _recentre(al[t], incl[t])
+            if t % every == 0:
+                _recentre(al[t], incl[t])
     offset = (inc.squeeze(-1).double() + m.double()).cumsum(0)
     return _ForwardPass(alpha, offset, inc, em_all)
 

@@ -94,13 +94,10 @@ class _Stats:
         kw: Dict[str, Any] = {}
         for f in fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if isinstance(a, (torch.Tensor, _Stats)):
-                if a is None or b is None:
-                    kw[f.name] = a if b is None else b
-                else:
-                    kw[f.name] = a + b
-            elif a is None or b is None:
+            if a is None or b is None:  # e.g. no emission statistics on one side
                 kw[f.name] = a if b is None else b
+            elif isinstance(a, (torch.Tensor, _Stats)):
+                kw[f.name] = a + b
             else:
                 if a != b:
                     raise ValueError(f"cannot add statistics with different {f.name}: {a} != {b}")
