@@ -526,7 +526,20 @@ class ForcedAligner(nn.Module):
         )
         return ll.view(*x.shape[:2], S, M) + self.log_weights
 
-    def _batch(self, feats: Sequence[torch.Tensor], graphs: Sequence[_Graph]):
+    def _state_log_likelihood(self, feats: torch.Tensor) -> torch.Tensor:
+        """(T, S) emission log-likelihood of every tied state for one utterance (T, D)."""
+        x = feats.to(device=self.means.device, dtype=torch.float32).unsqueeze(0)
+        return torch.logsumexp(self._component_log_likelihood(x), -1)[0]
+
+    def _batch(
+        self,
+        feats: Sequence[torch.Tensor],
+        graphs: Sequence[_Graph],
+        state_lls: Optional[Sequence[torch.Tensor]] = None,
+    ):
+        """Pad a batch: features, lengths, tied-state ids, transitions, initial, emissions
+        (B, T, K) with the final-state constraint, and component log-likelihoods (None when
+        the per-utterance state log-likelihoods ``state_lls`` are given)."""
         B = len(graphs)
         T = max(int(f.shape[0]) for f in feats)
         K = max(g.num_states for g in graphs)
@@ -548,16 +561,22 @@ class ForcedAligner(nn.Module):
         lengths, sid, log_A, log_pi, final = (
             t.to(dev) for t in (lengths, sid, log_A, log_pi, final)
         )
-        comp = self._component_log_likelihood(x)  # (B, T, S, M)
-        state_ll = torch.logsumexp(comp, -1)  # (B, T, S)
+        if state_lls is None:
+            comp = self._component_log_likelihood(x)  # (B, T, S, M)
+            state_ll = torch.logsumexp(comp, -1)  # (B, T, S)
+        else:
+            comp = None
+            state_ll = torch.zeros(B, T, self.num_states, device=dev)
+            for b, sl in enumerate(state_lls):
+                state_ll[b, : sl.shape[0]] = sl
         em = state_ll.gather(2, sid.unsqueeze(1).expand(B, T, K)).contiguous()
         ar = torch.arange(B, device=dev)
         last = em[ar, lengths - 1]
         em[ar, lengths - 1] = torch.where(final, last, torch.full_like(last, NEG_INF))
         return x, lengths, sid, log_A, log_pi, em, comp
 
-    def _viterbi(self, feats, graphs):
-        x, lengths, sid, log_A, log_pi, em, comp = self._batch(feats, graphs)
+    def _viterbi(self, feats, graphs, state_lls=None):
+        x, lengths, sid, log_A, log_pi, em, comp = self._batch(feats, graphs, state_lls)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             res = core.viterbi(em, log_pi, log_A, lengths, check_stochastic=False)
@@ -579,7 +598,8 @@ class ForcedAligner(nn.Module):
         return out, False
 
     def _choose(self, items: Sequence[Tuple[torch.Tensor, _Resolved]]) -> List[Tuple[int, ...]]:
-        """Best pronunciation choice of each (features, resolved transcript) by Viterbi score."""
+        """Best pronunciation choice of each (features, resolved transcript): the variant with
+        the highest likelihood (forward algorithm, all state paths summed)."""
         choices: List[Optional[Tuple[int, ...]]] = [None] * len(items)
         jobs = []  # (item, variant, graph)
         var_lists = []
@@ -594,12 +614,23 @@ class ForcedAligner(nn.Module):
                 if g.min_frames <= f.shape[0]:
                     jobs.append((i, v, g))
         scores: Dict[Tuple[int, Tuple[int, ...]], float] = {}
+        # the variants of one utterance share its emission log-likelihoods
+        cache: Dict[int, torch.Tensor] = {}
+        for i in dict.fromkeys(i for i, _, _ in jobs):
+            cache[i] = self._state_log_likelihood(items[i][0])
         order = sorted(range(len(jobs)), key=lambda j: items[jobs[j][0]][0].shape[0])
         bs = max(self.config.batch_size, 1)
         for s in range(0, len(order), bs):
             chunk = [jobs[j] for j in order[s : s + bs]]
-            r, _ = self._viterbi([items[i][0] for i, _, _ in chunk], [g for _, _, g in chunk])
-            for (i, v, _), sc in zip(chunk, r.score.tolist()):
+            _, lengths, _, log_A, log_pi, em, _ = self._batch(
+                [items[i][0] for i, _, _ in chunk],
+                [g for _, _, g in chunk],
+                [cache[i] for i, _, _ in chunk],
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ll = core.log_likelihood(em, log_pi, log_A, lengths, check_stochastic=False)
+            for (i, v, _), sc in zip(chunk, ll.tolist()):
                 scores[(i, v)] = sc
         for i, (vs, full) in enumerate(var_lists):
             if choices[i] is not None:
