@@ -70,17 +70,20 @@ def _align_arguments(p: argparse.ArgumentParser) -> None:
         help="output format(s) (default TextGrid; repeat for several)",
     )
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (on a busy machine, 1)"
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
-def _progress(total: int, desc: str, quiet: bool):
+def _progress(total: int, desc: str, quiet: bool, unit: str = "file"):
     if quiet:
         return None
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         return None
-    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
 
 
 def run_align(args: argparse.Namespace) -> int:
@@ -94,10 +97,20 @@ def run_align(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    lexicon = read_lexicon(args.lexicon) if args.lexicon else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        lexicon = read_lexicon(args.lexicon) if args.lexicon else None
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        print(f"error: cannot read the lexicon {args.lexicon}: {err}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     if args.model:
-        aligner = ForcedAligner.load(args.model, lexicon=lexicon)
+        try:
+            aligner = ForcedAligner.load(args.model, lexicon=lexicon)
+        except (OSError, ValueError, RuntimeError) as err:
+            print(f"error: cannot load the model {args.model}: {err}", file=sys.stderr)
+            return 2
         if lexicon is None and aligner.lexicon is not None:
             say("using the lexicon saved with the model")
     else:
@@ -105,7 +118,11 @@ def run_align(args: argparse.Namespace) -> int:
         cfg = AlignerConfig()
         if args.frame_shift:
             cfg.frame_shift = args.frame_shift
-    files = corpus_files(args.corpus_dir)
+    try:
+        files = corpus_files(args.corpus_dir)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not files:
         print(f"error: no audio files (.wav/.flac/.ogg) in {args.corpus_dir}", file=sys.stderr)
         return 2
@@ -135,7 +152,8 @@ def run_align(args: argparse.Namespace) -> int:
             f"training flat-start on {len(utts)} utterances ({args.method}, "
             f"{args.iterations} iterations, {args.mixtures} Gaussian(s)/state)"
         )
-        bar = _progress(args.iterations, "training", args.quiet)
+        n_it = args.iterations + 4 * max(args.mixtures.bit_length() - 1, 0)
+        bar = _progress(n_it, "training", args.quiet, unit="iteration")
         try:
             aligner.fit(
                 utts,

@@ -110,3 +110,17 @@ def test_nothing_aligned_is_an_error(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["align", str(empty), "--out", str(tmp_path / "o"), "-q"]) == 2
+
+
+def test_bad_arguments_are_reported(tmp_path, capsys):
+    assert main(["align", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "-q"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    d = tmp_path / "c"
+    d.mkdir()
+    missing = str(tmp_path / "missing.dict")
+    assert main(["align", str(d), "--out", str(tmp_path / "o"), "--lexicon", missing]) == 2
+    assert "cannot read the lexicon" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    assert main(["align", str(d), "--out", str(tmp_path / "o"), "--model", str(bad)]) == 2
+    assert "cannot load the model" in capsys.readouterr().err

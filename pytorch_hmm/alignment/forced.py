@@ -1083,7 +1083,12 @@ class ForcedAligner(nn.Module):
     @classmethod
     def load(cls, path: PathLike, *, lexicon: Optional[Lexicon] = None) -> ForcedAligner:
         """Load a model written by :meth:`save` (``lexicon`` replaces the saved one)."""
-        d = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:
+            raise
+        except Exception as err:  # unpickling errors of every kind
+            raise ValueError(f"{os.fspath(path)} is not a saved ForcedAligner ({err})") from err
         if not isinstance(d, dict) or d.get("format") != "pytorch_hmm.ForcedAligner/1":
             raise ValueError(f"{os.fspath(path)} is not a saved ForcedAligner")
         if lexicon is None and d.get("lexicon") is not None:
