@@ -38,6 +38,12 @@ splitting (1 -> 2 -> 4 ... Gaussians a state). Statistics and M-steps are
 :meth:`ForcedAligner.fit_labelled` instead initialises the states from reference phone
 segmentations (each labelled phone split evenly into its states) and can continue with EM.
 
+Accuracy
+--------
+Flat start on festival-dev (120 utterances, 3 voices; 4 Gaussians a state): 53/80/87/98% of the
+phone boundaries within 10/20/25/50 ms, mean error 13.8 ms; CMU ARCTIC a0009 (real speech):
+56/74/87/100%, 15.5 ms. See ``examples/forced_alignment.py`` for the tables and the command.
+
 Times
 -----
 Features are centred frames every ``frame_shift`` seconds, so frame ``t`` is centred at
