@@ -70,7 +70,13 @@ from .. import core
 from ..io.labels import Segment, write_lab
 from ..io.textgrid import write_textgrid
 from ..models.gaussian import diag_gaussian_log_likelihood
-from ..training.stats import GaussianStats, gaussian_stats, mixture_m_step, mixture_stats
+from ..training.stats import (
+    GaussianStats,
+    gaussian_stats,
+    mixture_m_step,
+    mixture_stats,
+    tie_posteriors,
+)
 from .lexicon import Lexicon, MissingWordError
 
 __all__ = [
@@ -904,8 +910,7 @@ class ForcedAligner(nn.Module):
             total_ll += float(ll[good].sum())
             frames += int(lengths[good].sum())
             # composite -> tied states
-            gs = torch.zeros(B, T, S, device=dev)
-            gs.scatter_add_(2, sid.unsqueeze(1).expand(B, T, K), gamma.float())
+            gs = tie_posteriors(gamma.float(), sid, S)
             st = mixture_stats(x.double(), gs.double(), comp.double(), lengths)
             total = st if total is None else total + st
             diag = torch.diagonal(xi, dim1=1, dim2=2)  # (B, K)
