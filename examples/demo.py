@@ -1,14 +1,15 @@
 """pytorch_hmm demo on the bundled real speech (data/).
 
-Runs in a minute or two on a laptop CPU:
+Runs in a few minutes on a 2-core CPU (``--quick``: under a minute):
 
 1. the self-check (``run_quick_test``);
 2. real speech in: MFCC with deltas from CMU ARCTIC slt a0009;
 3. alignment with a model trained on labelled data: a 200-state left-to-right Gaussian HMM
    built from the utterance's HTS state labels, Viterbi re-alignment through the engine, and
    the phone-boundary accuracy against the reference labels;
-4. flat-start forced alignment of festival-dev (when ``ForcedAligner`` is available) with
-   boundary accuracy against the exact Festival timings, TextGrids written to ``out/``;
+4. flat-start forced alignment of festival-dev with boundary accuracy against the exact
+   Festival timings, MFA-style lexicon alignment and the real ARCTIC recording; TextGrid,
+   .lab and JSON files written to ``out/forced_alignment``;
 5. TTS parameter generation: state means and variances of the HTS acoustic features of
    arctic_a0001 expanded by the state durations, MLPG, and the mel-cepstral distortion of
    the generated trajectory against the natural one.
@@ -113,12 +114,19 @@ def supervised_state_alignment() -> None:
 
 
 def flat_start_forced_alignment(quick: bool) -> None:
+    """examples/forced_alignment.py: flat start on festival-dev, boundary accuracy per voice,
+    lexicon (MFA-style) alignment, the real ARCTIC recording; TextGrid/lab/JSON to out/."""
+    import runpy
+    import sys
+
+    argv = sys.argv
+    sys.argv = ["forced_alignment.py", "--out", str(ROOT / "out" / "forced_alignment")]
+    if quick:
+        sys.argv.append("--quick")
     try:
-        from pytorch_hmm.alignment.forced import demo_festival  # noqa: F401
-    except ImportError:
-        print("ForcedAligner demo not available in this build")
-        return
-    demo_festival(DATA / "festival-dev", ROOT / "out", quick=quick)
+        runpy.run_path(str(ROOT / "examples" / "forced_alignment.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
 
 
 def tts_parameter_generation() -> None:

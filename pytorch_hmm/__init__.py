@@ -49,6 +49,9 @@ _EXPORTS: Dict[str, str] = {
     "monotonic_alignment_search": "pytorch_hmm.alignment",
     "MASResult": "pytorch_hmm.alignment",
     "ForcedAligner": "pytorch_hmm.alignment",
+    "AlignerConfig": "pytorch_hmm.alignment",
+    "UtteranceAlignment": "pytorch_hmm.alignment",
+    "read_lexicon": "pytorch_hmm.alignment",
     # speech
     "mlpg": "pytorch_hmm.speech",
     "generate_from_states": "pytorch_hmm.speech",

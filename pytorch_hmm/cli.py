@@ -237,6 +237,55 @@ def _report(errors: Dict[str, str]) -> None:
 
 
 # ------------------------------------------------------------------------------------------
+# quicktest, benchmark
+
+
+def _quicktest_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="print nothing, only set the exit code")
+
+
+def run_quicktest(args: argparse.Namespace) -> int:
+    from .quick_test import run_quick_test
+
+    return 0 if run_quick_test(verbose=not args.quiet).passed else 1
+
+
+def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-peers", action="store_true", help="time pytorch_hmm only")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from .benchmark import run_comprehensive_benchmark
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_comprehensive_benchmark(
+        repeats=args.repeats, peers=not args.no_peers, memory=not args.no_memory, device=args.device
+    )
+    return 0
+
+
+register_subcommand(
+    "quicktest",
+    "self-check of the installation (run_quick_test)",
+    _quicktest_arguments,
+    run_quicktest,
+)
+register_subcommand(
+    "benchmark",
+    "time the inference engine against hmmlearn and pomegranate",
+    _benchmark_arguments,
+    run_benchmark,
+)
+
+
+# ------------------------------------------------------------------------------------------
 # entry point
 
 

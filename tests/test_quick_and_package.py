@@ -50,3 +50,12 @@ def test_model_runs_under_torch_compile():
     lpi = torch.full((3,), -math.log(3))
     f = torch.compile(lambda a: core.log_likelihood(a, lpi, lA), backend="aot_eager")
     torch.testing.assert_close(f(lb), core.log_likelihood(lb, lpi, lA))
+
+
+def test_cli_quicktest_and_benchmark(capsys):
+    from pytorch_hmm.cli import main
+
+    assert main(["quicktest"]) == 0
+    assert "checks passed" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["no-such-command"])
