@@ -420,3 +420,26 @@ def test_cuda_matches_cpu(banded):
     torch.testing.assert_close(
         g.grad.cpu(), core.posteriors(lb, lpi, lA, lengths).state_posteriors, rtol=1e-9, atol=1e-10
     )
+
+
+def test_padded_viterbi_without_self_loops():
+    # no state may follow itself: a back-tracking step that starts one frame too late would
+    # put a different state on the last real frame
+    K, T = 5, 12
+    g = torch.Generator().manual_seed(3)
+    lA = torch.randn(K, K, generator=g, dtype=torch.float64)
+    lA.fill_diagonal_(-math.inf)
+    lA = torch.log_softmax(lA, -1)
+    lpi = torch.full((K,), -math.log(K), dtype=torch.float64)
+    lb = torch.randn(3, T, K, generator=g, dtype=torch.float64) * 2
+    lengths = torch.tensor([12, 7, 4])
+    for topology in ("dense", "banded"):
+        v = core.viterbi(lb, lpi, lA, lengths, topology=topology)
+        for b, L in enumerate(lengths.tolist()):
+            one = core.viterbi(lb[b : b + 1, :L], lpi, lA, topology=topology)
+            assert torch.equal(v.path[b, :L], one.path[0])
+            _, _, _, path, score = (
+                brute_force(lb[b, :L], lpi, lA) if L <= 4 else (0, 0, 0, None, None)
+            )
+            if path is not None:
+                assert torch.equal(one.path[0], path)

@@ -126,7 +126,11 @@ class _ForwardPass(NamedTuple):
 
 
 def _semiring_forward(
-    semiring, lb_tm: torch.Tensor, log_pi: torch.Tensor, trans: Transitions
+    semiring,
+    lb_tm: torch.Tensor,
+    log_pi: torch.Tensor,
+    trans: Transitions,
+    every: Optional[int] = None,
 ) -> _ForwardPass:
     """The forward recursion in a semiring (log forward probabilities for LogSemiring,
     Viterbi scores for MaxSemiring). ``lb_tm`` (T, B, K) time-major emissions.
@@ -140,7 +144,8 @@ def _semiring_forward(
     T, B, K = lb_tm.shape
     # sums (and their posteriors) need every frame re-centred; max decisions tolerate drift
     # over a few frames, and the Viterbi score is re-summed along the path anyway
-    every = 1 if semiring is LogSemiring else 8
+    if every is None:
+        every = 1 if semiring is LogSemiring else 8
     inc = lb_tm.new_zeros(T, B, 1)
     m = _frame_max(lb_tm)
     em_all = lb_tm - m.unsqueeze(-1)
@@ -153,13 +158,14 @@ def _semiring_forward(
         alpha = buf[:, :, hi : hi + K]
         alpha[0] = log_pi + em[0]
         bands = [trans.band_dst[..., d].contiguous() for d in range(W)]
-        bl, al = buf.unbind(0), alpha.unbind(0)
+        # window d of every frame as ready-made views: slicing inside the loop costs time
+        win = [buf[:, :, d : d + K].unbind(0) for d in range(W)]
+        al = alpha.unbind(0)
         plus = semiring.plus
         for t in range(1, T):
-            p = bl[t - 1]
-            acc = p[:, 0:K] + bands[0]
+            acc = win[0][t - 1] + bands[0]
             for d in range(1, W):
-                acc = plus(acc, p[:, d : d + K] + bands[d])
+                acc = plus(acc, win[d][t - 1] + bands[d])
             torch.add(acc, em[t], out=al[t])
             if t % every == 0:
                 _recentre(al[t], incl[t])
@@ -386,9 +392,9 @@ class _HMMLogLikelihood(torch.autograd.Function):
 
 def _log_likelihood_tm(lb_tm, log_pi, trans, lengths):
     if trans.banded:
-        return _log_total(_semiring_forward(LogSemiring, lb_tm, log_pi, trans), lengths).to(
-            lb_tm.dtype
-        )
+        # a likelihood alone tolerates a few frames of drift between re-centrings
+        fwd = _semiring_forward(LogSemiring, lb_tm, log_pi, trans, every=8)
+        return _log_total(fwd, lengths).to(lb_tm.dtype)
     _, log_c, _, _, underflow, _ = _scaled_forward(lb_tm, log_pi, trans.log_A, lengths)
     logZ = log_c.double().sum(0).to(log_c.dtype)
     if underflow.any():
@@ -432,6 +438,13 @@ def log_likelihood(
     lb, lpi, lA, lengths = check_inputs(
         log_emissions, log_initial, log_transitions, lengths, check_stochastic=check_stochastic
     )
+    if not (
+        torch.is_grad_enabled()
+        and any(t.requires_grad for t in (log_emissions, log_initial, log_transitions))
+    ):
+        # no gradient wanted: the forward pass alone
+        lb_tm = lb.transpose(0, 1).contiguous()
+        return _log_likelihood_tm(lb_tm, lpi, make_transitions(lA, topology), lengths)
     del lpi, lA  # the autograd function broadcasts the originals, so gradients keep their shapes
     return _HMMLogLikelihood.apply(lb, log_initial, log_transitions, lengths, topology)
 
@@ -544,9 +557,9 @@ def viterbi(
         # instead of storing a (T, B, K) table: the forward pass then needs only max values
         t_idx = torch.arange(T, device=lb.device)
         beyond = (t_idx.unsqueeze(1) >= lengths.unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
-        path = torch.empty((T, B), dtype=torch.long, device=lb.device)
-        pl, dl = path.unbind(0), delta.unbind(0)
+        dl = delta.unbind(0)
         cur = state
+        steps = [cur]  # states from the last frame back to the first
         if trans.banded:
             # W is small: every back-pointer in one vectorised pass, then a chain of gathers.
             # Frames past a sequence's end point to its best final state, so one loop serves
@@ -554,16 +567,19 @@ def viterbi(
             pred = trans.banded_backpointers(delta)
             pred = torch.where(beyond, state.view(1, B, 1).to(pred.dtype), pred).unbind(0)
             for t in range(T - 1, 0, -1):
-                pl[t].copy_(cur)
                 cur = pred[t].gather(1, cur.unsqueeze(1)).squeeze(1).long()
+                steps.append(cur)
         else:
             # dense: recompute the best predecessor of the one chosen state (O(B*K) a frame)
             # instead of storing a (T, B, K) table, so the forward pass needs only max values
+            padded = bool((lengths < T).any())
             bl = beyond.squeeze(-1).unbind(0)
             for t in range(T - 1, 0, -1):
-                pl[t].copy_(cur)
-                cur = torch.where(bl[t], state, trans.best_predecessor(dl[t - 1], cur))
-        pl[0].copy_(cur)
+                cur = trans.best_predecessor(dl[t - 1], cur)
+                if padded:  # frames past a sequence's end lead back to its best final state
+                    cur = torch.where(bl[t], state, cur)
+                steps.append(cur)
+        path = torch.stack(steps[::-1])
         path = torch.where(beyond.squeeze(-1), -1, path)
         ok = torch.isfinite(score)
         path = torch.where(ok.unsqueeze(0), path, -1)

@@ -104,8 +104,11 @@ class Transitions:
         B, K = prev.shape
         c = cur.clamp(0, K - 1)
         if not self.banded:
-            cols = self.log_A_T.expand(B, K, K).gather(1, c.view(B, 1, 1).expand(B, 1, K))
-            return (prev + cols.squeeze(1)).argmax(-1)
+            if self.log_A_T.shape[0] == 1:  # shared matrix: one row lookup
+                cols = self.log_A_T[0][c]
+            else:
+                cols = self.log_A_T.gather(1, c.view(B, 1, 1).expand(B, 1, K)).squeeze(1)
+            return (prev + cols).argmax(-1)
         W = self.width
         padded = torch.nn.functional.pad(prev, (self.hi, -self.lo), value=NEG_INF)
         win = padded.unfold(-1, W, 1).gather(1, c.view(B, 1, 1).expand(B, 1, W)).squeeze(1)
