@@ -275,7 +275,8 @@ def _scaled_forward(lb_tm, log_pi, log_A, lengths):
     # are below 1e-38 of the frame's best state, so they are set to zero outright
     floor = math.log(torch.finfo(lb_tm.dtype).tiny) + 1.0
     bs = torch.exp(d.clamp(min=floor)).masked_fill_(d < floor, 0.0)
-    bs = torch.where(mask.unsqueeze(-1), bs, torch.ones_like(bs))  # padding: neutral frames
+    if bool((lengths < T).any()):
+        bs = torch.where(mask.unsqueeze(-1), bs, torch.ones_like(bs))  # padding: neutral frames
     A = log_A.exp()
     shared = A.shape[0] == 1
     A0 = A[0]
@@ -312,21 +313,26 @@ def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
     At = A[0].t()
     beta = lb_tm.new_empty(T, B, K)
     beta[T - 1] = 1.0
-    cu = c.unsqueeze(-1)
     # V_t = b_t * beta_t / c_t, the weight of arriving in each state at frame t
-    V = lb_tm.new_zeros(T, B, K)
-    betl, Vl, bsl, cl, rl = beta.unbind(0), V.unbind(0), bs.unbind(0), cu.unbind(0), reset.unbind(0)
+    bsc = bs / c.unsqueeze(-1)
+    V = lb_tm.new_empty(T, B, K)
+    betl, Vl, bsl, rl = beta.unbind(0), V.unbind(0), bsc.unbind(0), reset.unbind(0)
+    At = At.contiguous()
+    padded = bool((lengths < T).any())
     for t in range(T - 2, -1, -1):
         v = Vl[t + 1]
         torch.mul(bsl[t + 1], betl[t + 1], out=v)
-        v.div_(cl[t + 1])
         if shared:
-            bt = torch.mm(v, At)
+            torch.mm(v, At, out=betl[t])
         else:
-            bt = torch.bmm(A, v.unsqueeze(-1)).squeeze(-1)
-        betl[t].copy_(torch.where(rl[t], 1.0, bt))
-    gamma = torch.where(mask.unsqueeze(-1), alpha * beta, 0.0)
-    Vm = torch.where(mask[1:].unsqueeze(-1), V[1:], 0.0)  # (T-1, B, K)
+            betl[t].copy_(torch.bmm(A, v.unsqueeze(-1)).squeeze(-1))
+        if padded:  # beta is 1 at and after each sequence's last frame
+            betl[t].masked_fill_(rl[t], 1.0)
+    if padded:
+        gamma = torch.where(mask.unsqueeze(-1), alpha * beta, 0.0)
+        Vm = torch.where(mask[1:].unsqueeze(-1), V[1:], 0.0)  # (T-1, B, K)
+    else:
+        gamma, Vm = alpha * beta, V[1:]
     xi = torch.bmm(alpha[:-1].permute(1, 2, 0), Vm.transpose(0, 1)) * A  # (B, K, K)
     return logZ, gamma, xi, underflow
 
