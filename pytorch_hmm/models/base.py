@@ -154,11 +154,13 @@ class BaseHMM(nn.Module):
         return self.log_likelihood(x, lengths)
 
     def posteriors(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> core.PosteriorResult:
-        lb, lpi, lA, lengths = self._engine_inputs(x, lengths)
+        with torch.no_grad():  # inference only: no graph through the emissions
+            lb, lpi, lA, lengths = self._engine_inputs(x, lengths)
         return core.posteriors(lb.detach(), lpi.detach(), lA.detach(), lengths)
 
     def viterbi(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> core.ViterbiResult:
-        lb, lpi, lA, lengths = self._engine_inputs(x, lengths)
+        with torch.no_grad():  # inference only: no graph through the emissions
+            lb, lpi, lA, lengths = self._engine_inputs(x, lengths)
         return core.viterbi(lb.detach(), lpi.detach(), lA.detach(), lengths)
 
     # hmmlearn-like names ---------------------------------------------------------------------
@@ -205,7 +207,8 @@ class BaseHMM(nn.Module):
         generator: Optional[torch.Generator] = None,
     ) -> torch.Tensor:
         """State paths drawn from ``p(z | x)``: (num_samples, B, T), -1 on padding."""
-        lb, lpi, lA, lengths = self._engine_inputs(x, lengths)
+        with torch.no_grad():  # inference only: no graph through the emissions
+            lb, lpi, lA, lengths = self._engine_inputs(x, lengths)
         return core.sample_posterior(
             lb.detach(),
             lpi.detach(),
