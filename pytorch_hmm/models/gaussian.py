@@ -18,12 +18,10 @@ def diag_gaussian_log_likelihood(
     x: torch.Tensor, means: torch.Tensor, variances: torch.Tensor
 ) -> torch.Tensor:
     """``log N(x | means[k], diag(variances[k]))`` for ``x`` (B, T, D), means and variances
-    (K, D) -> (B, T, K). Two matrix products, no (B, T, K, D) temporary."""
-    D = x.shape[-1]
-    prec = 1.0 / variances  # (K, D)
-    const = D * math.log(2 * math.pi) + variances.log().sum(-1) + (means**2 * prec).sum(-1)
-    quad = (x * x) @ prec.t() - 2.0 * (x @ (means * prec).t())
-    return -0.5 * (quad + const)
+    (K, D) -> (B, T, K). One matrix product (see :func:`_diag_log_density`), no (B, T, K, D)
+    temporary."""
+    zero = torch.zeros(means.shape[0], dtype=means.dtype, device=means.device)
+    return _diag_log_density(x, means, variances.log(), zero)
 
 
 def full_gaussian_log_likelihood(
@@ -190,7 +188,8 @@ class GaussianHMM(BaseHMM):
     def emission_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         """``log N(x_t | mean_k, covar_k)`` for ``x`` (B, T, D) -> (B, T, K)."""
         if self.covariance_type == "diag":
-            return diag_gaussian_log_likelihood(x, self.means, self.log_covars.exp())
+            zero = torch.zeros(self.num_states, dtype=x.dtype, device=x.device)
+            return _diag_log_density(x, self.means, self.log_covars, zero)
         return full_gaussian_log_likelihood(x, self.means, self.scale_tril())
 
     # -- EM ---------------------------------------------------------------------------------
