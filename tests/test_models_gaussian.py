@@ -169,3 +169,11 @@ def test_bad_input_messages():
         GaussianHMM(2, 2, "tied")
     with pytest.raises(ValueError, match="x has no frames"):
         m.log_likelihood(torch.zeros(1, 0, 3))
+
+
+def test_infinite_features_rejected():
+    m = GaussianHMM(2, 3)
+    x = torch.zeros(2, 4, 3)
+    x[1, 2, 0] = math.inf
+    with pytest.raises(ValueError, match=r"x contains inf \(sequence 1, frame 2\)"):
+        m.log_likelihood(x)

@@ -25,6 +25,10 @@ def check_float(name: str, x: torch.Tensor) -> None:
 
 
 def check_no_nan(name: str, x: torch.Tensor) -> None:
+    """NaN or +inf anywhere in ``x`` raises ValueError with the first offending index."""
+    total = x.sum()  # one pass: NaN and +inf both leave the sum NaN or +inf
+    if not (torch.isnan(total) or torch.isposinf(total)):
+        return
     if torch.isnan(x).any():
         idx = torch.nonzero(torch.isnan(x))[0].tolist()
         raise ValueError(f"{name} contains NaN (first at index {tuple(idx)})")

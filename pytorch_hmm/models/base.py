@@ -127,6 +127,13 @@ class BaseHMM(nn.Module):
         if T == 0:
             raise ValueError("x has no frames (T=0): sequences must have at least one frame")
         lengths = check_lengths(lengths, B, T, x.device)
+        if not bool((lengths < T).any()):  # no padding: one reduction finds any NaN
+            if not torch.isfinite(x.sum()):
+                for what, bad in (("NaN", torch.isnan(x)), ("inf", torch.isinf(x))):
+                    if bad.any():
+                        b, t = torch.nonzero(bad.any(-1))[0].tolist()
+                        raise ValueError(f"x contains {what} (sequence {b}, frame {t})")
+            return x, lengths
         mask = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         bad = torch.isnan(x).any(-1) & mask
         if bad.any():
