@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.validation import check_length_range
 from .dtw import _use_numba
 
 __all__ = ["CTCAlignment", "CTCAligner", "ctc_forced_align"]
@@ -86,17 +87,7 @@ def _validate(
         raise ValueError(f"blank_id={blank_id} is out of range for C={C} classes")
 
     def lens(x, name, maxv, what):
-        if x is None:
-            return torch.full((B,), maxv, dtype=torch.long)
-        x = torch.as_tensor(x)
-        if x.shape != (B,):
-            raise ValueError(f"{name} must have shape ({B},), got {tuple(x.shape)}")
-        if x.dtype.is_floating_point or x.dtype == torch.bool:
-            raise ValueError(f"{name} must be an integer tensor, got {x.dtype}")
-        x = x.to("cpu", torch.long)
-        if B and (x.min() < 0 or x.max() > maxv):
-            raise ValueError(f"{name} must lie in [0, {maxv}] ({what}), got {x.tolist()}")
-        return x
+        return check_length_range(x, B, maxv, name, what=what)
 
     il = lens(input_lengths, "input_lengths", T, "the number of frames T of log_probs")
     tl = lens(target_lengths, "target_lengths", S, "the padded target length S")

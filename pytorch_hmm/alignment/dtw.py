@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.validation import check_length_range
+
 __all__ = [
     "StepPattern",
     "STEP_PATTERNS",
@@ -180,17 +182,7 @@ def _resolve_pattern(step_pattern: Union[str, StepPattern]) -> StepPattern:
 
 
 def _check_lengths(lengths: Optional[Tensor], B: int, T: int, name: str) -> Tensor:
-    if lengths is None:
-        return torch.full((B,), T, dtype=torch.long)
-    lengths = torch.as_tensor(lengths)
-    if lengths.shape != (B,):
-        raise ValueError(f"{name} must have shape ({B},), got {tuple(lengths.shape)}")
-    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-        raise ValueError(f"{name} must be an integer tensor, got {lengths.dtype}")
-    lengths = lengths.to("cpu", torch.long)
-    if B > 0 and (lengths.min() < 1 or lengths.max() > T):
-        raise ValueError(f"{name} must lie in [1, {T}], got {lengths.tolist()}")
-    return lengths
+    return check_length_range(lengths, B, T, name, min_value=1)
 
 
 class DTWAligner:

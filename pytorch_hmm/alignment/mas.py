@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.validation import check_length_range
 from .dtw import _use_numba
 
 __all__ = ["MASResult", "monotonic_alignment_search"]
@@ -41,17 +42,7 @@ class MASResult(NamedTuple):
 
 
 def _lengths(x: Optional[Tensor], B: int, maxv: int, name: str) -> Tensor:
-    if x is None:
-        return torch.full((B,), maxv, dtype=torch.long)
-    x = torch.as_tensor(x)
-    if x.shape != (B,):
-        raise ValueError(f"{name} must have shape ({B},), got {tuple(x.shape)}")
-    if x.dtype.is_floating_point or x.dtype == torch.bool:
-        raise ValueError(f"{name} must be an integer tensor, got {x.dtype}")
-    x = x.to("cpu", torch.long)
-    if B and (x.min() < 0 or x.max() > maxv):
-        raise ValueError(f"{name} must lie in [0, {maxv}], got {x.tolist()}")
-    return x
+    return check_length_range(x, B, maxv, name)
 
 
 def monotonic_alignment_search(

@@ -129,3 +129,23 @@ def check_lengths(
         if hi > T:
             raise ValueError(f"lengths must be <= T = {T} (the padded length), got {hi}")
     return lengths
+
+
+def check_length_range(
+    lengths, B: int, maxv: int, name: str, min_value: int = 0, what: str = ""
+) -> torch.Tensor:
+    """Lengths for the alignment kernels: ``None`` -> all ``maxv``; else a (B,) integer tensor
+    with values in ``[min_value, maxv]``, returned as a CPU long tensor. ValueError names
+    ``name``, the shape or dtype got, and the allowed range (explained by ``what``)."""
+    if lengths is None:
+        return torch.full((B,), maxv, dtype=torch.long)
+    x = torch.as_tensor(lengths)
+    if x.shape != (B,):
+        raise ValueError(f"{name} must have shape ({B},), got {tuple(x.shape)}")
+    if x.dtype.is_floating_point or x.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor, got {x.dtype}")
+    x = x.to("cpu", torch.long)
+    if B and (x.min() < min_value or x.max() > maxv):
+        why = f" ({what})" if what else ""
+        raise ValueError(f"{name} must lie in [{min_value}, {maxv}]{why}, got {x.tolist()}")
+    return x
