@@ -36,6 +36,14 @@ _EXPORTS: Dict[str, str] = {
     "GaussianHMM": "pytorch_hmm.models",
     "HMMPyTorch": "pytorch_hmm.models",
     "MixtureGaussianHMM": "pytorch_hmm.models",
+    # training
+    "HMMStats": "pytorch_hmm.training",
+    "GaussianStats": "pytorch_hmm.training",
+    "gaussian_stats": "pytorch_hmm.training",
+    "gaussian_m_step": "pytorch_hmm.training",
+    "kmeans": "pytorch_hmm.training",
+    "fit_gradient": "pytorch_hmm.training",
+    "nll_loss": "pytorch_hmm.training",
     # alignment
     "DTWAligner": "pytorch_hmm.alignment",
     "DTWResult": "pytorch_hmm.alignment",

@@ -59,3 +59,13 @@ def test_cli_quicktest_and_benchmark(capsys):
     assert "checks passed" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["no-such-command"])
+
+
+def test_every_top_level_export_resolves():
+    missing = []
+    for name in pytorch_hmm.__all__:
+        try:
+            getattr(pytorch_hmm, name)
+        except (AttributeError, ImportError) as e:
+            missing.append(f"{name}: {e}")
+    assert not missing, missing
