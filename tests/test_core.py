@@ -280,18 +280,27 @@ def test_long_sequence_float32_is_stable(banded):
 
 
 def test_underflowing_sequences_fall_back_to_exact_log_space():
-    # every state's emission is ~1000 nats below the best *unreachable* state: the rescaled
-    # recursion underflows in float32 and must fall back to the exact one
+    # the chain starts in states {0, 1}, whose emissions are ~1000 nats below those of {2..5},
+    # reachable only through 1e-30 transitions: the rescaled recursion's frame scale falls
+    # below its threshold, so those sequences must be recomputed exactly (no zero entry, so
+    # the rescaled path is tried first)
     K, T = 6, 50
-    lA = torch.full((K, K), -math.inf)
+    lA = torch.full((K, K), math.log(1e-30), dtype=torch.float64)
     lA[0, 0] = lA[0, 1] = math.log(0.5)
     lA[1, 1] = lA[1, 0] = math.log(0.5)
     lA[2:, 2:] = -math.log(K - 2)
+    lA = torch.log_softmax(lA, -1).float()
+    assert core.make_transitions(lA.unsqueeze(0), "dense").banded is False
     lpi = torch.full((K,), -math.inf)
     lpi[0] = 0.0
     g = torch.Generator().manual_seed(0)
     lb = torch.randn(2, T, K, generator=g)
     lb[:, :, :2] -= 1000.0
+    from pytorch_hmm.core.inference import _scaled_forward
+
+    lbt = lb.transpose(0, 1).contiguous()
+    underflow = _scaled_forward(lbt, lpi.expand(2, K), lA.unsqueeze(0), torch.tensor([T, T]))[4]
+    assert underflow.all()  # the fallback is what this test exercises
     ll = core.log_likelihood(lb, lpi, lA, topology="dense")
     ref = core.log_likelihood(lb.double(), lpi.double(), lA.double(), topology="dense")
     assert torch.isfinite(ll).all()
@@ -443,3 +452,22 @@ def test_padded_viterbi_without_self_loops():
             )
             if path is not None:
                 assert torch.equal(one.path[0], path)
+
+
+def test_long_chain_as_dense_matrix_matches_float64():
+    # a left-to-right chain given as a dense matrix (topology="dense"): state masses drift
+    # hundreds of nats apart over long sojourns, which a single per-frame scale would lose
+    T, K = 20_000, 6
+    g = torch.Generator().manual_seed(5)
+    lb = torch.randn(1, T, K, generator=g, dtype=torch.float64) * 4
+    stay = 1.0 - K / T
+    lA = torch.full((K, K), -math.inf, dtype=torch.float64)
+    for i in range(K - 1):
+        lA[i, i], lA[i, i + 1] = math.log(stay), math.log(1 - stay)
+    lA[K - 1, K - 1] = 0.0
+    lpi = torch.full((K,), -math.inf, dtype=torch.float64)
+    lpi[0] = 0.0
+    ref = core.log_likelihood(lb, lpi, lA, topology="banded")
+    for dt in (torch.float64, torch.float32):
+        ll = core.log_likelihood(lb.to(dt), lpi.to(dt), lA.to(dt), topology="dense")
+        torch.testing.assert_close(ll.double(), ref, rtol=1e-4, atol=0)

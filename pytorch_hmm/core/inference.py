@@ -11,9 +11,10 @@ Every function takes the same inputs, which is all a model has to produce:
   are padding and never read.
 
 All recursions are one code path run in a semiring (log-sum-exp for likelihoods, max for
-Viterbi). For the log semiring with dense transitions a rescaled probability-space recursion
-(matrix products) is used for speed; any sequence on which it would underflow is recomputed by
-the exact log-space recursion, so results never silently lose a valid path.
+Viterbi). For the log semiring with dense transitions that have no zero entry, a rescaled
+probability-space recursion (matrix products) is used for speed; any sequence on which it would
+underflow is recomputed by the exact log-space recursion, so results never silently lose a
+valid path. Chains and other sparse graphs always take the exact log-space recursion.
 
 Cost: O(B*T*K*K) time (O(B*T*K*W) banded) and O(B*T*K) memory; gradients of
 :func:`log_likelihood` come from an explicit backward pass (posteriors), not an autograd tape.
@@ -341,9 +342,21 @@ def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
 # shared drivers
 
 
+def _use_scaled(trans: Transitions) -> bool:
+    """The rescaled recursion keeps one scale per frame, so a state whose mass drifts far
+    below the others' (possible when moves are forbidden: chains, sparse graphs) could be lost
+    without any sign. Every state feeds every other in a matrix with no zero entry, which
+    bounds that drift; anything else takes the exact log-space recursion."""
+    if trans.banded:
+        return False
+    if trans.scaled_ok is None:
+        trans.scaled_ok = bool(torch.isfinite(trans.log_A).all())
+    return trans.scaled_ok
+
+
 def _posteriors_tm(lb_tm, log_pi, trans, lengths):
     """Posteriors in time-major layout: (logZ (B,), gamma (T,B,K), xi (B,K,K))."""
-    if trans.banded:
+    if not _use_scaled(trans):
         return _exact_posteriors(lb_tm, log_pi, trans, lengths)
     logZ, gamma, xi, underflow = _scaled_posteriors(lb_tm, log_pi, trans.log_A, lengths)
     if underflow.any():
@@ -397,7 +410,7 @@ class _HMMLogLikelihood(torch.autograd.Function):
 
 
 def _log_likelihood_tm(lb_tm, log_pi, trans, lengths):
-    if trans.banded:
+    if not _use_scaled(trans):
         # a likelihood alone tolerates a few frames of drift between re-centrings
         fwd = _semiring_forward(LogSemiring, lb_tm, log_pi, trans, every=8)
         return _log_total(fwd, lengths).to(lb_tm.dtype)

@@ -48,6 +48,7 @@ class Transitions:
     band_dst: Optional[torch.Tensor] = None
     band_src: Optional[torch.Tensor] = None
     log_A_T: Optional[torch.Tensor] = None
+    scaled_ok: Optional[bool] = None  # cached by the engine: may the rescaled recursion run?
 
     def __post_init__(self) -> None:
         if not self.banded and self.log_A_T is None:
