@@ -185,6 +185,14 @@ def _check_lengths(lengths: Optional[Tensor], B: int, T: int, name: str) -> Tens
     return check_length_range(lengths, B, T, name, min_value=1)
 
 
+def _unbatch(res: DTWResult) -> DTWResult:
+    """The single pair of a batch of one: path (L, 2) without padding, scalar fields."""
+    L = int(res.path_lengths[0])
+    return DTWResult(
+        res.path[0, :L], res.cost[0], res.normalized_cost[0], res.path_lengths[0], res.end[0]
+    )
+
+
 class DTWAligner:
     """Dynamic time warping aligner.
 
@@ -331,16 +339,7 @@ class DTWAligner:
                 )
         _raise_nan(nan)
         res = self._finish(torch.from_numpy(path), c_out, e_out, l_out, n, x.device, dtype)
-        if unbatched:
-            L = int(res.path_lengths[0])
-            res = DTWResult(
-                res.path[0, :L],
-                res.cost[0],
-                res.normalized_cost[0],
-                res.path_lengths[0],
-                res.end[0],
-            )
-        return res
+        return _unbatch(res) if unbatched else res
 
     def _buffer(self, numel: int, dtype: torch.dtype) -> Tensor:
         """A flat scratch buffer reused across calls (avoids re-faulting fresh pages)."""
@@ -386,16 +385,7 @@ class DTWAligner:
             )
             _raise_nan((torch.isnan(cost) & inside).flatten(1).any(1).cpu().numpy())
             res = self._torch(cost, n, m)
-        if unbatched:
-            L = int(res.path_lengths[0])
-            res = DTWResult(
-                res.path[0, :L],
-                res.cost[0],
-                res.normalized_cost[0],
-                res.path_lengths[0],
-                res.end[0],
-            )
-        return res
+        return _unbatch(res) if unbatched else res
 
     # ------------------------------------------------------------------------------------------
     def _arrays(self):
