@@ -28,6 +28,26 @@ _JIT = dict(cache=True, nogil=True)
 # DTW
 # ----------------------------------------------------------------------------------------------
 @nb.njit(**_JIT)
+def backtrack_steps(steps, n, jend, di, dj, path_out):
+    """Backtrack a step matrix (from the torch path) for one pair; returns the path length."""
+    i = n - 1
+    j = jend
+    L = 0
+    while True:
+        path_out[L, 0] = i
+        path_out[L, 1] = j
+        L += 1
+        k = steps[i, j]
+        if k < 0:
+            break
+        i -= di[k]
+        j -= dj[k]
+        if i < 0:
+            break
+    return L
+
+
+@nb.njit(**_JIT)
 def _dtw_one(C, n, m, di, dj, w, band, open_begin, open_end, norm_code, path_out):
     """DTW on one ``(n, m)`` cost matrix; returns ``(cost, end_col, path_len, saw_nan)``.
 
@@ -131,20 +151,7 @@ def _dtw_one(C, n, m, di, dj, w, band, open_begin, open_end, norm_code, path_out
     if cost == _INF or nan:
         return cost, jend, 0, nan
     # backtrack (reversed into path_out, then flipped)
-    i = n - 1
-    j = jend
-    L = 0
-    while True:
-        path_out[L, 0] = i
-        path_out[L, 1] = j
-        L += 1
-        k = steps[i, j]
-        if k < 0:
-            break
-        i -= di[k]
-        j -= dj[k]
-        if i < 0:
-            break
+    L = backtrack_steps(steps, n, jend, di, dj, path_out)
     for a in range(L // 2):
         t0 = path_out[a, 0]
         t1 = path_out[a, 1]
@@ -213,26 +220,6 @@ def dtw_serial(
         cost_out[b] = cost
         end_out[b] = jend
         len_out[b] = L
-
-
-@nb.njit(**_JIT)
-def backtrack_steps(steps, n, jend, di, dj, path_out):
-    """Backtrack a step matrix (from the torch path) for one pair; returns the path length."""
-    i = n - 1
-    j = jend
-    L = 0
-    while True:
-        path_out[L, 0] = i
-        path_out[L, 1] = j
-        L += 1
-        k = steps[i, j]
-        if k < 0:
-            break
-        i -= di[k]
-        j -= dj[k]
-        if i < 0:
-            break
-    return L
 
 
 # ----------------------------------------------------------------------------------------------
