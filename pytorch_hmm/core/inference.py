@@ -88,6 +88,9 @@ def _time_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
 # those additions (relative to the score, not to the increment) builds up over long
 # sequences, so above this many frames the exact recursions accumulate in float64.
 LONG_SEQUENCE = 4096
+# frames between normalisations of the rescaled recursion (each frame's mass falls by at most
+# its scale c_t; an underflow shows as a scale below sqrt(float tiny) and is recomputed)
+NORMALISE_EVERY = 4
 
 
 def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
@@ -282,30 +285,37 @@ def _scaled_forward(lb_tm, log_pi, log_A, lengths):
     shared = A.shape[0] == 1
     A0 = A[0]
     alpha = lb_tm.new_empty(T, B, K)
-    c = lb_tm.new_empty(T, B, 1)
+    # the scale c_t may be any positive number as long as the backward pass uses the same:
+    # normalising every NORMALISE_EVERY frames (c_t = 1 in between) halves the work a frame
+    c = lb_tm.new_ones(T, B, 1)
     al, cl, bl = alpha.unbind(0), c.unbind(0), bs.unbind(0)
     a = log_pi.exp() * bs[0]
     torch.sum(a, -1, keepdim=True, out=cl[0])
     torch.div(a, cl[0], out=al[0])
     for t in range(1, T):
         if shared:
-            s = torch.mm(al[t - 1], A0)
+            torch.mm(al[t - 1], A0, out=al[t])
         else:
-            s = torch.bmm(al[t - 1].unsqueeze(1), A).squeeze(1)
-        s.mul_(bl[t])
-        torch.sum(s, -1, keepdim=True, out=cl[t])
-        torch.div(s, cl[t], out=al[t])
+            al[t].copy_(torch.bmm(al[t - 1].unsqueeze(1), A).squeeze(1))
+        al[t].mul_(bl[t])
+        if t % NORMALISE_EVERY == 0:
+            torch.sum(al[t], -1, keepdim=True, out=cl[t])
+            al[t].div_(cl[t])
     c = c.squeeze(-1)
+    # what the last real frame of each sequence still holds (1 when it was normalised)
+    ar = torch.arange(B, device=lb_tm.device)
+    rest = alpha[lengths - 1, ar].sum(-1)  # (B,)
     tiny = torch.finfo(lb_tm.dtype).tiny ** 0.5
     good = (c > tiny) | ~mask  # NaN compares False
-    underflow = ~good.all(0)
+    underflow = ~good.all(0) | ~(rest > tiny)
     log_c = torch.where(mask, c.log() + m.squeeze(-1), torch.zeros_like(c))
-    return alpha, log_c, bs, c, underflow, A
+    log_c[lengths - 1, ar] += rest.log()
+    return alpha, log_c, bs, c, underflow, A, rest
 
 
 def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
     T, B, K = lb_tm.shape
-    alpha, log_c, bs, c, underflow, A = _scaled_forward(lb_tm, log_pi, log_A, lengths)
+    alpha, log_c, bs, c, underflow, A, rest = _scaled_forward(lb_tm, log_pi, log_A, lengths)
     logZ = log_c.double().sum(0).to(log_c.dtype)
     mask = _time_mask(lengths, T)
     t_idx = torch.arange(T, device=lb_tm.device)
@@ -329,12 +339,15 @@ def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
             betl[t].copy_(torch.bmm(A, v.unsqueeze(-1)).squeeze(-1))
         if padded:  # beta is 1 at and after each sequence's last frame
             betl[t].masked_fill_(rl[t], 1.0)
+    # p(x) = prod(c) * rest: posteriors divide by the part of p(x) the scales did not take
+    inv_rest = (1.0 / rest).view(1, B, 1)
     if padded:
-        gamma = torch.where(mask.unsqueeze(-1), alpha * beta, 0.0)
+        gamma = torch.where(mask.unsqueeze(-1), alpha * beta * inv_rest, 0.0)
         Vm = torch.where(mask[1:].unsqueeze(-1), V[1:], 0.0)  # (T-1, B, K)
     else:
-        gamma, Vm = alpha * beta, V[1:]
+        gamma, Vm = alpha * beta * inv_rest, V[1:]
     xi = torch.bmm(alpha[:-1].permute(1, 2, 0), Vm.transpose(0, 1)) * A  # (B, K, K)
+    xi = xi * inv_rest.view(B, 1, 1)
     return logZ, gamma, xi, underflow
 
 
@@ -414,7 +427,7 @@ def _log_likelihood_tm(lb_tm, log_pi, trans, lengths):
         # a likelihood alone tolerates a few frames of drift between re-centrings
         fwd = _semiring_forward(LogSemiring, lb_tm, log_pi, trans, every=8)
         return _log_total(fwd, lengths).to(lb_tm.dtype)
-    _, log_c, _, _, underflow, _ = _scaled_forward(lb_tm, log_pi, trans.log_A, lengths)
+    _, log_c, _, _, underflow, _, _ = _scaled_forward(lb_tm, log_pi, trans.log_A, lengths)
     logZ = log_c.double().sum(0).to(log_c.dtype)
     if underflow.any():
         idx = torch.nonzero(underflow).squeeze(1)
