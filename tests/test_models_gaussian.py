@@ -177,3 +177,19 @@ def test_infinite_features_rejected():
     x[1, 2, 0] = math.inf
     with pytest.raises(ValueError, match=r"x contains inf \(sequence 1, frame 2\)"):
         m.log_likelihood(x)
+
+
+@pytest.mark.parametrize("ctype", ["diag", "full"])
+def test_mixture_round_trip_through_hmmlearn(ctype):
+    from pytorch_hmm.models import MixtureGaussianHMM
+
+    g = torch.Generator().manual_seed(0)
+    m = MixtureGaussianHMM(3, 2, 2, covariance_type=ctype, dtype=torch.float64)
+    with torch.no_grad():
+        m.means.copy_(torch.randn(m.means.shape, generator=g, dtype=torch.float64))
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    h = m.to_hmmlearn()
+    assert isinstance(h, hmm.GMMHMM) and h.n_mix == 2
+    np.testing.assert_allclose(m.score(X), h.score(X), rtol=1e-10)
+    back = MixtureGaussianHMM.from_hmmlearn(h)
+    np.testing.assert_allclose(back.score(X), h.score(X), rtol=1e-10)

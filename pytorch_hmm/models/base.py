@@ -391,6 +391,28 @@ class BaseHMM(nn.Module):
 
         return nll_loss(self, x, lengths, reduction)
 
+    def _to_hmmlearn(self, class_name: str, params: str, **kwargs):
+        """An hmmlearn model of class ``class_name`` with this model's start, transition,
+        mean and covariance parameters (``kwargs`` go to its constructor)."""
+        try:
+            from hmmlearn import hmm
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_hmmlearn needs hmmlearn: pip install hmmlearn") from e
+        m = getattr(hmm, class_name)(
+            n_components=self.num_states,
+            covariance_type=self.covariance_type,
+            min_covar=self.min_covar,
+            init_params="",
+            params=params,
+            **kwargs,
+        )
+        m.n_features = self.feature_dim
+        m.startprob_ = self.startprob.double().cpu().numpy()
+        m.transmat_ = self.transmat.double().cpu().numpy()
+        m.means_ = self.means.detach().double().cpu().numpy()
+        m.covars_ = self.covars.double().cpu().numpy()
+        return m
+
     def extra_repr(self) -> str:
         return f"num_states={self.num_states}"
 

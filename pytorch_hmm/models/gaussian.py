@@ -355,23 +355,7 @@ class GaussianHMM(BaseHMM):
 
     def to_hmmlearn(self):
         """An equivalent ``hmmlearn.hmm.GaussianHMM`` (hmmlearn must be installed)."""
-        try:
-            from hmmlearn import hmm
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("to_hmmlearn needs hmmlearn: pip install hmmlearn") from e
-        m = hmm.GaussianHMM(
-            n_components=self.num_states,
-            covariance_type=self.covariance_type,
-            min_covar=self.min_covar,
-            init_params="",
-            params="stmc",
-        )
-        m.n_features = self.feature_dim
-        m.startprob_ = self.startprob.double().cpu().numpy()
-        m.transmat_ = self.transmat.double().cpu().numpy()
-        m.means_ = self.means.detach().double().cpu().numpy()
-        m.covars_ = self.covars.double().cpu().numpy()
-        return m
+        return self._to_hmmlearn("GaussianHMM", "stmc")
 
     def extra_repr(self) -> str:
         return (

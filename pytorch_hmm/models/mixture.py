@@ -331,24 +331,8 @@ class MixtureGaussianHMM(BaseHMM):
 
     def to_hmmlearn(self):
         """An equivalent ``hmmlearn.hmm.GMMHMM`` (hmmlearn must be installed)."""
-        try:
-            from hmmlearn import hmm
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("to_hmmlearn needs hmmlearn: pip install hmmlearn") from e
-        m = hmm.GMMHMM(
-            n_components=self.num_states,
-            n_mix=self.num_mixtures,
-            covariance_type=self.covariance_type,
-            min_covar=self.min_covar,
-            init_params="",
-            params="stmcw",
-        )
-        m.n_features = self.feature_dim
-        m.startprob_ = self.startprob.double().cpu().numpy()
-        m.transmat_ = self.transmat.double().cpu().numpy()
+        m = self._to_hmmlearn("GMMHMM", "stmcw", n_mix=self.num_mixtures)
         m.weights_ = self.weights.double().cpu().numpy()
-        m.means_ = self.means.detach().double().cpu().numpy()
-        m.covars_ = self.covars.double().cpu().numpy()
         return m
 
     def extra_repr(self) -> str:
