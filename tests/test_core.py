@@ -124,11 +124,17 @@ def test_transitions_with_a_backward_band_are_banded_too():
     )
 
 
-@pytest.mark.parametrize("banded", [False, True])
+@pytest.mark.parametrize("banded", [False, True, "sparse"])
 def test_padded_batch_equals_each_sequence_alone(banded):
-    B, T, K = 4, 30, 8
-    lb, lpi, lA = random_hmm(B, T, K, banded=banded, scale=3.0)
-    lengths = torch.tensor([30, 17, 1, 9])
+    # dense (rescaled recursion), banded, and a dense matrix with forbidden moves (exact
+    # log-space recursion without the band); two sequences share a length
+    B, T, K = 5, 30, 8
+    lb, lpi, lA = random_hmm(B, T, K, banded=banded is True, scale=3.0)
+    if banded == "sparse":
+        lA = lA.clone()
+        lA[0, 3] = lA[2, 1] = lA[5, 5] = -math.inf
+        lA = torch.log_softmax(lA, -1)
+    lengths = torch.tensor([30, 17, 1, 9, 17])
     # padding holds garbage that must never be read
     lb = lb.clone()
     for b, L in enumerate(lengths.tolist()):

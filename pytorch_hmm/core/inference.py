@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -139,7 +139,8 @@ class _ForwardPass(NamedTuple):
     """Result of :func:`_semiring_forward`, all time-major. The true forward score is
     ``alpha + offset`` (offset (T, B) float64); ``em`` (T, B, K) are the emissions relative to
     each frame's best state, as the recursion used them, and ``inc`` (T, B, 1) the maxima
-    subtracted when re-centring each frame."""
+    subtracted when re-centring each frame. Without history (``lengths`` given) ``alpha`` is
+    (B, K), each sequence's scores at its last frame, and ``offset`` (B,) their offsets."""
 
     alpha: torch.Tensor
     offset: torch.Tensor
@@ -153,9 +154,13 @@ def _semiring_forward(
     log_pi: torch.Tensor,
     trans: Transitions,
     every: Optional[int] = None,
+    lengths: Optional[torch.Tensor] = None,
 ) -> _ForwardPass:
     """The forward recursion in a semiring (log forward probabilities for LogSemiring,
     Viterbi scores for MaxSemiring). ``lb_tm`` (T, B, K) time-major emissions.
+
+    With ``lengths`` (B,) only each sequence's last frame is kept (a log-likelihood needs no
+    more): two alternating frame buffers instead of a (T, B, K) table.
 
     Each frame's scores are re-centred (their max subtracted, after emissions relative to the
     frame's best state): only differences within a frame matter to any result, and scores near
@@ -168,41 +173,76 @@ def _semiring_forward(
     # over a few frames, and the Viterbi score is re-summed along the path anyway
     if every is None:
         every = 1 if semiring is LogSemiring else 8
+    history = lengths is None
     inc = lb_tm.new_zeros(T, B, 1)
     m = _frame_max(lb_tm)
     em_all = lb_tm - m.unsqueeze(-1)
     incl, em = inc.unbind(0), em_all.unbind(0)
-    if trans.banded:
-        # W slices of a -inf padded buffer combined by the semiring's binary plus: no K x K
-        # work and no per-step padding
-        W, hi = trans.width, trans.hi
-        buf = lb_tm.new_full((T, B, K + W - 1), NEG_INF)
-        alpha = buf[:, :, hi : hi + K]
-        alpha[0] = log_pi + em[0]
-        bands = [trans.band_dst[..., d].contiguous() for d in range(W)]
-        # window d of every frame as ready-made views: slicing inside the loop costs time
-        win = [buf[:, :, d : d + K].unbind(0) for d in range(W)]
-        al = alpha.unbind(0)
-        plus = semiring.plus
-        for t in range(1, T):
-            acc = win[0][t - 1] + bands[0]
-            for d in range(1, W):
-                acc = plus(acc, win[d][t - 1] + bands[d])
-            torch.add(acc, em[t], out=al[t])
-            if t % every == 0:
-                _recentre(al[t], incl[t])
-    else:
-        alpha = lb_tm.new_empty(T, B, K)
-        torch.add(log_pi, em[0], out=alpha[0])
-        # per-frame views made once: indexing inside the loop costs as much as the arithmetic
-        al = alpha.unbind(0)
-        gather, reduce = trans.gather_predecessors, semiring.reduce
-        for t in range(1, T):
-            torch.add(reduce(gather(al[t - 1]), -1), em[t], out=al[t])
-            if t % every == 0:
-                _recentre(al[t], incl[t])
+    # frame buffers, each padded by W - 1 slots of -inf for the banded windows
+    W, hi = (trans.width, trans.hi) if trans.banded else (1, 0)
+    buf = lb_tm.new_full((T if history else 2, B, K + W - 1), NEG_INF)
+    slots = buf.unbind(0)
+    al = [x[:, hi : hi + K] for x in slots]
+    torch.add(log_pi, em[0], out=al[0])
+    # sequences ending at each frame (history-free mode keeps their last scores)
+    ends = {}
+    if not history:
+        final = lb_tm.new_empty(B, K)
+        for b, n in enumerate(lengths.tolist()):
+            ends.setdefault(n - 1, []).append(b)
+        ends = {t: torch.tensor(b, device=lb_tm.device) for t, b in ends.items()}
+
+    def keep(t, cur):
+        idx = ends.get(t)
+        if idx is not None:
+            final.index_copy_(0, idx, cur.index_select(0, idx))
+
+    if not history:
+        keep(0, al[0])
+    n_slots = len(slots)
+    # a banded frame is a few small operations: one thread; a dense one reduces (B, K, K)
+    # scores, large enough to share out
+    with _one_thread(buf) if trans.banded else contextlib.nullcontext():
+        if trans.banded:
+            # the W predecessors of every state, as one ready-made (W, B, K) view per slot
+            # (slicing inside the loop costs as much as the arithmetic): a frame is one
+            # addition of the band, W - 1 binary pluses and one addition of the emissions
+            st = buf.stride(1)
+            win = [x.as_strided((W, B, K), (1, st, 1), x.storage_offset()) for x in slots]
+            band = trans.band_dst.to(buf.dtype).permute(2, 0, 1).contiguous()  # (W, 1|B, K)
+            scratch = buf.new_empty(W, B, K)
+            cols = scratch.unbind(0)
+            acc = buf.new_empty(B, K)
+            plus = semiring.plus
+            for t in range(1, T):
+                cur = al[t % n_slots]
+                torch.add(win[(t - 1) % n_slots], band, out=scratch)
+                if W == 1:
+                    torch.add(cols[0], em[t], out=cur)
+                else:
+                    plus(cols[0], cols[1], out=acc if W > 2 else cur)
+                    for d in range(2, W):
+                        plus(acc, cols[d], out=acc if d < W - 1 else cur)
+                    cur.add_(em[t])
+                if t % every == 0:
+                    _recentre(cur, incl[t])
+                if not history:
+                    keep(t, cur)
+        else:
+            # dense: every (source -> state) score, reduced over sources
+            gather, reduce = trans.gather_predecessors, semiring.reduce
+            for t in range(1, T):
+                cur = al[t % n_slots]
+                torch.add(reduce(gather(al[(t - 1) % n_slots]), -1), em[t], out=cur)
+                if t % every == 0:
+                    _recentre(cur, incl[t])
+                if not history:
+                    keep(t, cur)
     offset = (inc.squeeze(-1).double() + m.double()).cumsum(0)
-    return _ForwardPass(alpha, offset, inc, em_all)
+    if not history:
+        ar = torch.arange(B, device=lb_tm.device)
+        return _ForwardPass(final, offset[lengths - 1, ar], inc, em_all)
+    return _ForwardPass(buf[:, :, hi : hi + K], offset, inc, em_all)
 
 
 def _log_backward(fwd: _ForwardPass, trans: Transitions, lengths: torch.Tensor) -> torch.Tensor:
@@ -243,6 +283,8 @@ def _log_backward(fwd: _ForwardPass, trans: Transitions, lengths: torch.Tensor) 
 
 def _log_total(fwd: _ForwardPass, lengths: torch.Tensor) -> torch.Tensor:
     """Log-likelihood (B,) from a forward pass: logsumexp of alpha at ``L - 1``, in float64."""
+    if fwd.alpha.dim() == 2:  # history-free pass: last frames only
+        return torch.logsumexp(fwd.alpha, dim=-1).double() + fwd.offset
     B = fwd.alpha.shape[1]
     ar = torch.arange(B, device=fwd.alpha.device)
     return (
@@ -284,52 +326,99 @@ def _exact_posteriors(lb_tm, log_pi, trans, lengths):
 # fast rescaled recursion (log semiring, dense transitions)
 
 
-def _scaled_forward(lb_tm, log_pi, log_A, lengths):
-    """Rabiner-scaled forward. Returns alpha_hat (T,B,K) (each frame sums to one), log scale
-    per frame ``log_c`` (T, B) including the emission shift, the shifted emissions ``bs``
-    (T, B, K), the scale ``c`` (T, B), and a (B,) mask of sequences that underflowed."""
-    T, B, K = lb_tm.shape
-    mask = _time_mask(lengths, T)  # (T, B)
+def _end_frames(lengths: torch.Tensor) -> dict:
+    """``{t: indices of the sequences whose last frame is t}`` (a history-free recursion keeps
+    each sequence's last frame as it passes)."""
+    ends: dict = {}
+    for b, n in enumerate(lengths.tolist()):
+        ends.setdefault(n - 1, []).append(b)
+    return {t: torch.tensor(b, device=lengths.device) for t, b in ends.items()}
+
+
+def _shifted_emissions(lb_tm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Emission likelihoods relative to each frame's best state: ``exp(lb - m)`` (T, B, K) and
+    the shift ``m`` (T, B, 1) (0 on frames where every state is impossible).
+
+    exp of float32 values below ~-87 gives denormals, 7-30x slower on x86: emissions below
+    float tiny of the frame's best are set to exactly zero (exp(-inf)) in the same pass."""
     m = lb_tm.amax(-1, keepdim=True)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    d = lb_tm - m
-    # exp of float32 values below ~-87 yields denormals, 7-30x slower on x86; such emissions
-    # are below 1e-38 of the frame's best state, so they are set to zero outright
     floor = math.log(torch.finfo(lb_tm.dtype).tiny) + 1.0
-    bs = torch.exp(d.clamp(min=floor)).masked_fill_(d < floor, 0.0)
+    bs = torch.sub(lb_tm, m)
+    torch.nn.functional.threshold_(bs, floor, NEG_INF)
+    return bs.exp_(), m
+
+
+class _ScaledForward(NamedTuple):
+    """Result of :func:`_scaled_forward`: ``alpha`` (T, B, K) rescaled forward probabilities
+    (None without history); ``log_c`` (T, B) the log scale of each frame, emission shift
+    included, so that ``log p(x) = sum_t log_c``; ``bs`` (T, B, K) the shifted emission
+    likelihoods (1 on padding); ``c`` (T, B, 1) the scales (1 between normalisations);
+    ``underflow`` (B,) sequences to recompute exactly; ``A`` (1|B, K, K) the transition
+    probabilities; ``rest`` (B,) the mass left at each sequence's last frame."""
+
+    alpha: Optional[torch.Tensor]
+    log_c: torch.Tensor
+    bs: torch.Tensor
+    c: torch.Tensor
+    underflow: torch.Tensor
+    A: torch.Tensor
+    rest: torch.Tensor
+
+
+def _scaled_forward(lb_tm, log_pi, log_A, lengths, history: bool = True) -> _ScaledForward:
+    """Rabiner-scaled forward in probability space (matrix products). Without ``history``
+    only two frame buffers are kept (a log-likelihood needs no more)."""
+    T, B, K = lb_tm.shape
+    mask = _time_mask(lengths, T)  # (T, B)
+    bs, m = _shifted_emissions(lb_tm)
     if bool((lengths < T).any()):
         bs = torch.where(mask.unsqueeze(-1), bs, torch.ones_like(bs))  # padding: neutral frames
     A = log_A.exp()
     shared = A.shape[0] == 1
     A0 = A[0]
-    alpha = lb_tm.new_empty(T, B, K)
+    alpha = lb_tm.new_empty(T if history else 2, B, K)
     # the scale c_t may be any positive number as long as the backward pass uses the same:
     # normalising every NORMALISE_EVERY frames (c_t = 1 in between) halves the work a frame
     c = lb_tm.new_ones(T, B, 1)
     al, cl, bl = alpha.unbind(0), c.unbind(0), bs.unbind(0)
+    n_slots = len(al)
     a = log_pi.exp() * bs[0]
     torch.sum(a, -1, keepdim=True, out=cl[0])
     torch.div(a, cl[0], out=al[0])
+    # what the last real frame of each sequence still holds (1 when it was normalised)
+    rest = lb_tm.new_ones(B)
+    ends = {} if history else _end_frames(lengths)
+
+    def keep(t, cur):
+        idx = ends.get(t)
+        if idx is not None:
+            rest.index_copy_(0, idx, cur.index_select(0, idx).sum(-1))
+
+    keep(0, al[0])
     with _one_thread(lb_tm):
         for t in range(1, T):
+            prev, cur = al[(t - 1) % n_slots], al[t % n_slots]
             if shared:
-                torch.mm(al[t - 1], A0, out=al[t])
+                torch.mm(prev, A0, out=cur)
             else:
-                al[t].copy_(torch.bmm(al[t - 1].unsqueeze(1), A).squeeze(1))
-            al[t].mul_(bl[t])
+                cur.copy_(torch.bmm(prev.unsqueeze(1), A).squeeze(1))
+            cur.mul_(bl[t])
             if t % NORMALISE_EVERY == 0:
-                torch.sum(al[t], -1, keepdim=True, out=cl[t])
-                al[t].div_(cl[t])
-    c = c.squeeze(-1)
-    # what the last real frame of each sequence still holds (1 when it was normalised)
+                torch.sum(cur, -1, keepdim=True, out=cl[t])
+                cur.div_(cl[t])
+            if ends:
+                keep(t, cur)
     ar = torch.arange(B, device=lb_tm.device)
-    rest = alpha[lengths - 1, ar].sum(-1)  # (B,)
+    if history:
+        rest = alpha[lengths - 1, ar].sum(-1)  # (B,)
+    c2 = c.squeeze(-1)
     tiny = torch.finfo(lb_tm.dtype).tiny ** 0.5
-    good = (c > tiny) | ~mask  # NaN compares False
+    good = (c2 > tiny) | ~mask  # NaN compares False
     underflow = ~good.all(0) | ~(rest > tiny)
-    log_c = torch.where(mask, c.log() + m.squeeze(-1), torch.zeros_like(c))
+    log_c = torch.where(mask, c2.log() + m.squeeze(-1), torch.zeros_like(c2))
     log_c[lengths - 1, ar] += rest.log()
-    return alpha, log_c, bs, c, underflow, A, rest
+    return _ScaledForward(alpha if history else None, log_c, bs, c, underflow, A, rest)
 
 
 def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
@@ -337,37 +426,38 @@ def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
     alpha, log_c, bs, c, underflow, A, rest = _scaled_forward(lb_tm, log_pi, log_A, lengths)
     logZ = log_c.double().sum(0).to(log_c.dtype)
     mask = _time_mask(lengths, T)
-    t_idx = torch.arange(T, device=lb_tm.device)
-    reset = (t_idx.unsqueeze(1) >= (lengths - 1).unsqueeze(0)).unsqueeze(-1)
     shared = A.shape[0] == 1
-    At = A[0].t()
+    At = A[0].t().contiguous()
+    # p(x) = prod(c) * rest: starting beta at 1 / rest makes alpha * beta the posteriors
+    inv_rest = (1.0 / rest).view(B, 1)
     beta = lb_tm.new_empty(T, B, K)
-    beta[T - 1] = 1.0
-    # V_t = b_t * beta_t / c_t, the weight of arriving in each state at frame t
-    bsc = bs / c.unsqueeze(-1)
+    beta[T - 1] = inv_rest
+    # V_t = b_t * beta_t / c_t, the weight of arriving in each state at frame t (c_t is 1
+    # except on the normalised frames)
     V = lb_tm.new_empty(T, B, K)
-    betl, Vl, bsl, rl = beta.unbind(0), V.unbind(0), bsc.unbind(0), reset.unbind(0)
-    At = At.contiguous()
+    betl, Vl, bsl, cl = beta.unbind(0), V.unbind(0), bs.unbind(0), c.unbind(0)
     padded = bool((lengths < T).any())
+    if padded:
+        t_idx = torch.arange(T, device=lb_tm.device)
+        reset = (t_idx.unsqueeze(1) >= (lengths - 1).unsqueeze(0)).unsqueeze(-1)
+        rl = reset.unbind(0)
     with _one_thread(lb_tm):
         for t in range(T - 2, -1, -1):
             v = Vl[t + 1]
             torch.mul(bsl[t + 1], betl[t + 1], out=v)
+            if (t + 1) % NORMALISE_EVERY == 0:
+                v.div_(cl[t + 1])
             if shared:
                 torch.mm(v, At, out=betl[t])
             else:
                 betl[t].copy_(torch.bmm(A, v.unsqueeze(-1)).squeeze(-1))
-            if padded:  # beta is 1 at and after each sequence's last frame
-                betl[t].masked_fill_(rl[t], 1.0)
-    # p(x) = prod(c) * rest: posteriors divide by the part of p(x) the scales did not take
-    inv_rest = (1.0 / rest).view(1, B, 1)
-    if padded:
-        gamma = torch.where(mask.unsqueeze(-1), alpha * beta * inv_rest, 0.0)
-        Vm = torch.where(mask[1:].unsqueeze(-1), V[1:], 0.0)  # (T-1, B, K)
-    else:
-        gamma, Vm = alpha * beta * inv_rest, V[1:]
+            if padded:  # beta is 1 / rest at and after each sequence's last frame
+                torch.where(rl[t], inv_rest, betl[t], out=betl[t])
+    Vm = torch.where(mask[1:].unsqueeze(-1), V[1:], 0.0) if padded else V[1:]  # (T-1, B, K)
     xi = torch.bmm(alpha[:-1].permute(1, 2, 0), Vm.transpose(0, 1)) * A  # (B, K, K)
-    xi = xi * inv_rest.view(B, 1, 1)
+    gamma = alpha.mul_(beta)  # alpha is not needed any more: the posteriors take its place
+    if padded:
+        gamma = torch.where(mask.unsqueeze(-1), gamma, 0.0)
     return logZ, gamma, xi, underflow
 
 
@@ -445,14 +535,15 @@ class _HMMLogLikelihood(torch.autograd.Function):
 def _log_likelihood_tm(lb_tm, log_pi, trans, lengths):
     if not _use_scaled(trans):
         # a likelihood alone tolerates a few frames of drift between re-centrings
-        fwd = _semiring_forward(LogSemiring, lb_tm, log_pi, trans, every=8)
+        fwd = _semiring_forward(LogSemiring, lb_tm, log_pi, trans, every=8, lengths=lengths)
         return _log_total(fwd, lengths).to(lb_tm.dtype)
-    _, log_c, _, _, underflow, _, _ = _scaled_forward(lb_tm, log_pi, trans.log_A, lengths)
+    sf = _scaled_forward(lb_tm, log_pi, trans.log_A, lengths, history=False)
+    log_c, underflow = sf.log_c, sf.underflow
     logZ = log_c.double().sum(0).to(log_c.dtype)
     if underflow.any():
         idx = torch.nonzero(underflow).squeeze(1)
         sub = Transitions(trans.log_A if trans.log_A.shape[0] == 1 else trans.log_A[idx], False)
-        fwd = _semiring_forward(LogSemiring, lb_tm[:, idx], log_pi[idx], sub)
+        fwd = _semiring_forward(LogSemiring, lb_tm[:, idx], log_pi[idx], sub, lengths=lengths[idx])
         logZ = logZ.index_copy(0, idx, _log_total(fwd, lengths[idx]).to(logZ.dtype))
     return torch.where(torch.isfinite(logZ), logZ, torch.full_like(logZ, NEG_INF))
 
