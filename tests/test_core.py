@@ -11,8 +11,20 @@ import pytest
 import torch
 
 from pytorch_hmm import core
+from pytorch_hmm.core._numba import load_kernels
 
 SEED = 1234
+
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def backend(request, monkeypatch):
+    """Every test runs twice: with the compiled CPU kernels (numba) and with the pure-torch
+    recursions (the path of every other device)."""
+    if request.param == "torch":
+        monkeypatch.setenv("PYTORCH_HMM_DISABLE_NUMBA", "1")
+    elif load_kernels("pytorch_hmm.core._cpu_kernels") is None:
+        pytest.skip("numba is not installed")
+    return request.param
 
 
 def random_hmm(B, T, K, dtype=torch.float64, seed=SEED, banded=False, scale=1.0):

@@ -14,9 +14,7 @@ tensors, or CPU when numba is missing or ``backend="torch"``).
 
 from __future__ import annotations
 
-import os
 import threading
-import warnings
 from dataclasses import dataclass
 from typing import Callable, List, NamedTuple, Optional, Tuple, Union
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core._numba import load_kernels
 from ..core.validation import check_length_range
 
 __all__ = [
@@ -35,34 +34,13 @@ __all__ = [
     "dtw_align",
 ]
 
-_KERNELS = None
-_KERNELS_LOADED = False
-
 
 def _load_kernels():
     """Return the numba kernel module, or ``None`` when numba is unavailable or disabled.
 
     Set ``PYTORCH_HMM_DISABLE_NUMBA=1`` to force the pure-torch paths.
     """
-    global _KERNELS, _KERNELS_LOADED
-    if not _KERNELS_LOADED:
-        _KERNELS_LOADED = True
-        if os.environ.get("PYTORCH_HMM_DISABLE_NUMBA", "") not in ("", "0"):
-            _KERNELS = None
-        else:
-            try:
-                from . import _numba_kernels as k
-
-                _KERNELS = k
-            except Exception as exc:  # ImportError, or a broken numba/llvmlite install
-                if not isinstance(exc, ImportError):
-                    warnings.warn(
-                        f"numba kernels unavailable ({exc!r}); using the torch path",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-                _KERNELS = None
-    return _KERNELS
+    return load_kernels("pytorch_hmm.alignment._numba_kernels")
 
 
 def _use_numba(device: torch.device, backend: str):

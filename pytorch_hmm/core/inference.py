@@ -29,6 +29,7 @@ from typing import Iterator, NamedTuple, Optional, Tuple
 
 import torch
 
+from ._numba import load_kernels
 from .semiring import LogSemiring, MaxSemiring
 from .transitions import NEG_INF, Transitions, make_transitions
 from .validation import check_inputs
@@ -109,6 +110,19 @@ def _one_thread(x: torch.Tensor) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(n)
+
+
+def _kernels(x: torch.Tensor):
+    """The compiled CPU kernels (:mod:`pytorch_hmm.core._cpu_kernels`) when ``x`` is a
+    float32/float64 CPU tensor and numba is available, else None (torch paths)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    return load_kernels("pytorch_hmm.core._cpu_kernels")
+
+
+def _np(x: torch.Tensor):
+    """A numpy view of a CPU tensor for the kernels (made contiguous first)."""
+    return x.detach().contiguous().numpy()
 
 
 def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
@@ -339,14 +353,15 @@ def _shifted_emissions(lb_tm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]
     """Emission likelihoods relative to each frame's best state: ``exp(lb - m)`` (T, B, K) and
     the shift ``m`` (T, B, 1) (0 on frames where every state is impossible).
 
-    exp of float32 values below ~-87 gives denormals, 7-30x slower on x86: emissions below
-    float tiny of the frame's best are set to exactly zero (exp(-inf)) in the same pass."""
+    exp of float32 values below ~-87 gives denormals, 7-30x slower on x86 (and exp(-inf) is
+    a slow path too): emissions below float tiny of the frame's best are clamped before exp
+    and set to exactly zero after it, each in place."""
     m = lb_tm.amax(-1, keepdim=True)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     floor = math.log(torch.finfo(lb_tm.dtype).tiny) + 1.0
-    bs = torch.sub(lb_tm, m)
-    torch.nn.functional.threshold_(bs, floor, NEG_INF)
-    return bs.exp_(), m
+    bs = torch.sub(lb_tm, m).clamp_(min=floor).exp_()
+    torch.nn.functional.threshold_(bs, 1.5 * math.exp(floor), 0.0)
+    return bs, m
 
 
 class _ScaledForward(NamedTuple):
@@ -368,10 +383,26 @@ class _ScaledForward(NamedTuple):
 
 def _scaled_forward(lb_tm, log_pi, log_A, lengths, history: bool = True) -> _ScaledForward:
     """Rabiner-scaled forward in probability space (matrix products). Without ``history``
-    only two frame buffers are kept (a log-likelihood needs no more)."""
+    only two frame buffers are kept (a log-likelihood needs no more). On CPU the compiled
+    kernel runs it (every frame normalised, each sequence stopping at its length)."""
     T, B, K = lb_tm.shape
     mask = _time_mask(lengths, T)  # (T, B)
     bs, m = _shifted_emissions(lb_tm)
+    kernels = _kernels(lb_tm)
+    if kernels is not None:
+        A = log_A.exp().contiguous()
+        alpha = lb_tm.new_empty(T if history else 2, B, K)
+        c = lb_tm.new_empty(T, B)
+        flags = torch.zeros(B, dtype=torch.uint8)
+        tiny = torch.finfo(lb_tm.dtype).tiny ** 0.5
+        pi = log_pi.exp().expand(B, K)
+        kernels.scaled_forward(
+            _np(bs), _np(pi), _np(A), _np(lengths), alpha.numpy(), c.numpy(), tiny, flags.numpy()
+        )
+        log_c = torch.where(mask, c.log() + m.squeeze(-1), torch.zeros_like(c))
+        return _ScaledForward(
+            alpha if history else None, log_c, bs, c.unsqueeze(-1), flags.bool(), A, c.new_ones(B)
+        )
     if bool((lengths < T).any()):
         bs = torch.where(mask.unsqueeze(-1), bs, torch.ones_like(bs))  # padding: neutral frames
     A = log_A.exp()
@@ -425,6 +456,21 @@ def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
     T, B, K = lb_tm.shape
     alpha, log_c, bs, c, underflow, A, rest = _scaled_forward(lb_tm, log_pi, log_A, lengths)
     logZ = log_c.double().sum(0).to(log_c.dtype)
+    kernels = _kernels(lb_tm)
+    if kernels is not None:  # compiled backward: posteriors and arrival weights directly
+        gamma, V = torch.empty_like(alpha), torch.empty_like(alpha)
+        At = A.transpose(1, 2).contiguous()
+        kernels.scaled_backward(
+            _np(bs),
+            _np(At),
+            _np(lengths),
+            alpha.numpy(),
+            _np(c.squeeze(-1)),
+            gamma.numpy(),
+            V.numpy(),
+        )
+        xi = torch.bmm(alpha[:-1].permute(1, 2, 0), V[1:].transpose(0, 1)) * A  # (B, K, K)
+        return logZ, gamma, xi, underflow
     mask = _time_mask(lengths, T)
     shared = A.shape[0] == 1
     At = A[0].t().contiguous()

@@ -234,7 +234,12 @@ class BaseHMM(nn.Module):
     startprob_prior = 1.0
     transmat_prior = 1.0
 
-    def _emission_forward(self, x: torch.Tensor):
+    def _em_features(self, x: torch.Tensor):
+        """Anything EM can compute once from a batch held in memory and reuse at every
+        iteration (passed back to ``_emission_forward``); None when nothing."""
+        return None
+
+    def _emission_forward(self, x: torch.Tensor, features=None):
         """Emission log-likelihoods (B, T, K) and anything the statistics can reuse."""
         return self.emission_log_likelihood(x), None
 
@@ -261,15 +266,19 @@ class BaseHMM(nn.Module):
         stream through, and ``stats.all_reduce()`` sums them over processes."""
         with torch.no_grad():
             x, lengths = self._prepare_x(x, lengths)
-        return self._accumulate_prepared(x, lengths, params)
+            features = self._em_features(x)  # the same arithmetic as a fit held in memory
+        return self._accumulate_prepared(x, lengths, params, features)
 
-    def _accumulate_prepared(self, x: torch.Tensor, lengths: torch.Tensor, params=None):
-        """:meth:`accumulate` on features already checked by ``_prepare_x``."""
+    def _accumulate_prepared(
+        self, x: torch.Tensor, lengths: torch.Tensor, params=None, features=None
+    ):
+        """:meth:`accumulate` on features already checked by ``_prepare_x`` (``features``:
+        what ``_em_features`` kept of them)."""
         from ..training.stats import HMMStats
 
         params = self.default_params if params is None else params
         with torch.no_grad():
-            lb, cache = self._emission_forward(x)
+            lb, cache = self._emission_forward(x, features)
             post = core.posteriors(lb, self.log_initial(), self.log_transitions(), lengths)
             gamma = post.state_posteriors
             em = self._emission_stats(x, gamma, lengths, cache, params)

@@ -39,19 +39,30 @@ def full_gaussian_log_likelihood(
     return ll.t().reshape(B, T, K)
 
 
+def augment_features(x: torch.Tensor) -> torch.Tensor:
+    """``[x^2, x]`` along the last axis, (..., D) -> (..., 2D): what a diagonal Gaussian's
+    log-density (and its EM statistics) is linear in."""
+    return torch.cat([x * x, x], -1)
+
+
 def _diag_log_density(
-    x: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor, log_weights: torch.Tensor
+    x: torch.Tensor,
+    means: torch.Tensor,
+    log_vars: torch.Tensor,
+    log_weights: torch.Tensor,
+    augmented: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """``log w_s + log N(x | means[s], diag(exp(log_vars[s])))`` for ``x`` (B, T, D), (S, D)
-    parameters and (S,) log-weights -> (B, T, S): one matrix product of ``[x^2, x]`` with the
-    stacked ``[-prec / 2, mean * prec]``, the constant fused as its bias."""
+    """``log w_s + log N(x | means[s], diag(exp(log_vars[s])))`` for ``x`` (..., D), (S, D)
+    parameters and (S,) log-weights -> (..., S): one matrix product of ``[x^2, x]`` with the
+    stacked ``[-prec / 2, mean * prec]``, the constant fused as its bias. ``augmented``:
+    ``augment_features(x)`` when already at hand (``x`` is then only read for its shape)."""
     D = x.shape[-1]
     prec = torch.exp(-log_vars)
     w = torch.cat([-0.5 * prec, means * prec], -1)  # (S, 2D)
     bias = log_weights.reshape(-1) - 0.5 * (
         D * math.log(2 * math.pi) + log_vars.sum(-1) + (means * means * prec).sum(-1)
     )
-    xa = torch.cat([x * x, x], -1).reshape(-1, 2 * D)
+    xa = (augment_features(x) if augmented is None else augmented).reshape(-1, 2 * D)
     return torch.addmm(bias, xa, w.t()).reshape(*x.shape[:-1], -1)
 
 
@@ -204,18 +215,34 @@ class GaussianHMM(BaseHMM):
     def _auto_init_params(self) -> str:
         return "mc" if not bool(self.means.detach().abs().sum() > 0) else ""
 
-    def _emission_forward(self, x):
+    def _em_features(self, x: torch.Tensor):
+        """What EM computes from the features at every iteration and can keep: for diagonal
+        covariances, ``[x^2, x]`` in time-major order (T*B, 2D), from which both the emission
+        log-likelihoods and the statistics are one matrix product each (and the engine gets
+        time-major emissions without a transpose)."""
+        if self.covariance_type != "diag":
+            return None
+        return augment_features(x.transpose(0, 1)).reshape(-1, 2 * x.shape[-1])
+
+    def _emission_forward(self, x, features=None):
         if self.covariance_type == "diag":
             # EM's E-step: the same density as emission_log_likelihood, as one matrix product
             zero = self.means.new_zeros(self.num_states)
+            if features is not None:  # time-major [x^2, x]: emissions (B, T, K) as a view
+                xt = x.transpose(0, 1)
+                lb = _diag_log_density(xt, self.means, self.log_covars, zero, features)
+                return lb.transpose(0, 1), features
             return _diag_log_density(x, self.means, self.log_covars, zero), None
         return self.emission_log_likelihood(x), None
 
     def _emission_stats(self, x, gamma, lengths, cache, params):
         if "m" not in params and "c" not in params:
             return None
-        from ..training.stats import gaussian_stats
+        from ..training.stats import diag_stats_from_augmented, gaussian_stats
 
+        if cache is not None:  # time-major [x^2, x]; gamma (B, T, K) is time-major underneath
+            g = gamma.transpose(0, 1).reshape(-1, gamma.shape[-1])
+            return diag_stats_from_augmented(cache, g.to(cache.dtype))
         # padding is already zero in x (_prepare_x) and in gamma (the engine): no masking
         return gaussian_stats(x, gamma, None, self.covariance_type)
 

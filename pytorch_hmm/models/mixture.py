@@ -198,7 +198,7 @@ class MixtureGaussianHMM(BaseHMM):
     def _auto_init_params(self) -> str:
         return "mcw" if not bool(self.means.detach().abs().sum() > 0) else ""
 
-    def _emission_forward(self, x):
+    def _emission_forward(self, x, features=None):
         comp = self.component_log_likelihood(x)
         return torch.logsumexp(comp, -1), comp
 

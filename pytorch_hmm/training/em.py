@@ -203,6 +203,8 @@ def fit_em(
     if batches is not None:
         with torch.no_grad():
             batches = [model._prepare_x(xb, lb) for xb, lb in batches]
+            # and what every iteration would compute again from them (e.g. [x^2, x])
+            batches = [(xb, lb, model._em_features(xb)) for xb, lb in batches]
 
     history: List[float] = []
     # round-off allowed before a decrease is reported: the per-sequence log-likelihoods are
@@ -215,11 +217,12 @@ def fit_em(
     try:
         for it in range(int(n_iter)):
             stats = None
-            for xb, lb in batches if batches is not None else source():
+            for item in batches if batches is not None else source():
                 if batches is not None:
-                    s = model._accumulate_prepared(xb, lb, params=params)
+                    xb, lb, feats = item
+                    s = model._accumulate_prepared(xb, lb, params=params, features=feats)
                 else:
-                    s = model.accumulate(xb, lb, params=params)
+                    s = model.accumulate(*item, params=params)
                 stats = s if stats is None else stats + s
             if stats is None:
                 raise ValueError("data holds no batches")

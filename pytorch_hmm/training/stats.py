@@ -237,16 +237,19 @@ def gaussian_stats(
             raise ValueError("state_index needs gamma of shape (B, T, K)")
         gamma = tie_posteriors(gamma, state_index, num_states)
     xf, g = _frames(x, gamma.to(x.dtype), lengths)
-    occ = g.sum(0)
-    D = xf.shape[1]
     if covariance_type == "diag":
-        # first and second moments in one matrix product
-        s = g.t() @ torch.cat([xf, xf * xf], 1)
-        s1, s2 = s[:, :D].contiguous(), s[:, D:].contiguous()
-    else:
-        s1 = g.t() @ xf
-        s2 = _weighted_outer(g, xf)
-    return GaussianStats(occ, s1, s2, covariance_type)
+        return diag_stats_from_augmented(torch.cat([xf * xf, xf], 1), g)
+    s1 = g.t() @ xf
+    s2 = _weighted_outer(g, xf)
+    return GaussianStats(g.sum(0), s1, s2, covariance_type)
+
+
+def diag_stats_from_augmented(augmented: torch.Tensor, g: torch.Tensor) -> GaussianStats:
+    """Diagonal Gaussian statistics from ``augmented`` (N, 2D) = ``[x^2, x]`` per frame and
+    weights ``g`` (N, S) in the same frame order: both moments in one matrix product."""
+    D = augmented.shape[1] // 2
+    s = g.t() @ augmented
+    return GaussianStats(g.sum(0), s[:, D:].contiguous(), s[:, :D].contiguous(), "diag")
 
 
 def mixture_responsibilities(component_log_prob: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
