@@ -19,6 +19,9 @@ import numba as nb
 import numpy as np
 
 _JIT = dict(cache=True, nogil=True, parallel=True)
+# reassociation (vectorised reductions) and contraction, but infinities and NaN keep their
+# IEEE meaning: -inf marks impossible states throughout
+_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @nb.njit(**_JIT)
@@ -115,28 +118,59 @@ def scaled_backward(bs, At, lengths, alpha, c, gamma, V):
                 gamma[t, b, i] = alpha[t, b, i] * beta[i]
 
 
+@nb.njit(cache=True, nogil=True)
+def _chain_step(prev, cur, move, stay, e, use_max, cut):
+    """One frame of :func:`banded_forward` for a left-to-right chain (band: predecessor
+    ``j - 1`` with ``move[j]``, ``j`` itself with ``stay[j]``); re-centres ``cur`` and
+    returns the max it subtracted."""
+    K = cur.shape[0]
+    fmx = -np.inf
+    for j in range(K):
+        a = prev[j] + stay[j]
+        c = prev[j - 1] + move[j] if j > 0 else -np.inf
+        hi_ = a if a >= c else c
+        lo_ = c if a >= c else a
+        if hi_ == -np.inf:
+            cur[j] = -np.inf
+            continue
+        if not use_max:
+            x = lo_ - hi_
+            if x > cut:
+                hi_ += math.log1p(math.exp(x))
+        v = hi_ + e[j]
+        cur[j] = v
+        if v > fmx:
+            fmx = v
+    if fmx == -np.inf:
+        fmx = 0.0
+    for j in range(K):
+        cur[j] -= fmx
+    return fmx
+
+
 @nb.njit(**_JIT)
-def banded_forward(em, log_pi, band, hi, lengths, use_max, cut, alpha, inc, final):
+def banded_forward(em, log_pi, band_t, hi, lengths, use_max, cut, alpha, inc, final):
     """Exact log-space forward over a band, in the log (``use_max`` False) or max semiring.
 
-    ``em`` (T, B, K) log emissions; ``log_pi`` (B, K); ``band`` (1|B, K, W) with
-    ``band[., j, d] = log A[j - (hi - d), j]`` (-inf outside the matrix); ``cut`` the
-    difference below which a smaller term cannot change a float log-sum (e.g. -20 in float32).
-    Each frame is re-centred on its best state: ``alpha`` (S, B, K) holds scores relative to
-    ``inc`` (T, B) float64, the running offsets (S = T keeps every frame, -inf past each
-    length; S = 2 keeps two), and ``final`` (B, K) each sequence's last-frame scores."""
-    T, B, K = em.shape
+    ``em`` (B, T, K) log emissions (batch-major); ``log_pi`` (B, K); ``band_t`` (1|B, W, K) with
+    ``band_t[., d, j] = log A[j - (hi - d), j]`` (-inf outside the matrix); ``cut``: a term
+    this far below the largest cannot change a float log-sum (e.g. -20 in float32) and is
+    skipped. Each frame is re-centred on its best state: ``alpha`` (S, B, K) holds scores
+    relative to ``inc`` (T, B) float64, the running offsets (S = T keeps every frame, -inf
+    past each length; S = 2 keeps two), and ``final`` (B, K) each sequence's last frame."""
+    B, T, K = em.shape
     S = alpha.shape[0]
-    W = band.shape[2]
+    W = band_t.shape[1]
     for b in nb.prange(B):
-        bb = band[0] if band.shape[0] == 1 else band[b]
+        bb = band_t[0] if band_t.shape[0] == 1 else band_t[b]
         L = lengths[b]
+        terms = np.empty((W, K), dtype=em.dtype)
+        best = np.empty(K, dtype=em.dtype)
         mx = -np.inf
         for j in range(K):
-            v = log_pi[b, j] + em[0, b, j]
+            v = log_pi[b, j] + em[b, 0, j]
             alpha[0, b, j] = v
-            if v > mx:
-                mx = v
+            mx = max(mx, v)
         if mx == -np.inf:
             mx = 0.0
         for j in range(K):
@@ -145,33 +179,41 @@ def banded_forward(em, log_pi, band, hi, lengths, use_max, cut, alpha, inc, fina
         for t in range(1, L):
             prev = alpha[(t - 1) % S, b]
             cur = alpha[t % S, b]
+            if W == 2 and hi == 1:
+                # left-to-right (stay or move one): one sweep, no temporaries
+                fmx = _chain_step(prev, cur, bb[0], bb[1], em[b, t], use_max, cut)
+                inc[t, b] = inc[t - 1, b] + fmx
+                continue
+            # the W predecessor terms of every state and their max, one contiguous sweep
+            # per band diagonal
+            for j in range(K):
+                best[j] = -np.inf
+            for d in range(W):
+                off = hi - d
+                row = terms[d]
+                for j in range(K):
+                    row[j] = -np.inf
+                for j in range(max(off, 0), min(K, K + off)):
+                    x = prev[j - off] + bb[d, j]
+                    row[j] = x
+                    best[j] = max(best[j], x)
             fmx = -np.inf
             for j in range(K):
-                # best of the W predecessor terms, then the others relative to it
-                best = -np.inf
-                for d in range(W):
-                    i = j - (hi - d)
-                    if 0 <= i < K:
-                        x = prev[i] + bb[j, d]
-                        if x > best:
-                            best = x
-                if best == -np.inf:
+                bj = best[j]
+                if bj == -np.inf:
                     cur[j] = -np.inf
                     continue
                 if not use_max:
                     s = 0.0
                     for d in range(W):
-                        i = j - (hi - d)
-                        if 0 <= i < K:
-                            x = prev[i] + bb[j, d] - best
-                            if x > cut and x != 0.0:
-                                s += math.exp(x)
+                        x = terms[d, j] - bj
+                        if x > cut and x != 0.0:
+                            s += math.exp(x)
                     if s > 0.0:
-                        best += math.log1p(s)
-                v = best + em[t, b, j]
+                        bj += math.log1p(s)
+                v = bj + em[b, t, j]
                 cur[j] = v
-                if v > fmx:
-                    fmx = v
+                fmx = max(fmx, v)
             if fmx == -np.inf:
                 fmx = 0.0
             for j in range(K):

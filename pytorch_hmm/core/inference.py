@@ -188,6 +188,10 @@ def _semiring_forward(
     if every is None:
         every = 1 if semiring is LogSemiring else 8
     history = lengths is None
+    kernels = _kernels(lb_tm) if trans.banded else None
+    if kernels is not None and (not history or semiring is MaxSemiring):
+        return _banded_forward_compiled(kernels, semiring, lb_tm, log_pi, trans, lengths)
+    lb_tm = lb_tm.contiguous()
     inc = lb_tm.new_zeros(T, B, 1)
     m = _frame_max(lb_tm)
     em_all = lb_tm - m.unsqueeze(-1)
@@ -257,6 +261,37 @@ def _semiring_forward(
         ar = torch.arange(B, device=lb_tm.device)
         return _ForwardPass(final, offset[lengths - 1, ar], inc, em_all)
     return _ForwardPass(buf[:, :, hi : hi + K], offset, inc, em_all)
+
+
+def _banded_forward_compiled(kernels, semiring, lb_tm, log_pi, trans, lengths):
+    """:func:`_semiring_forward` over a band by the compiled CPU kernel, for a log-likelihood
+    (``lengths`` given: last frames only) or Viterbi scores (every frame). The result's
+    ``offset`` is already cumulative; ``inc`` and ``em`` are not produced (None)."""
+    T, B, K = lb_tm.shape
+    history = lengths is None
+    L = torch.full((B,), T, dtype=torch.long) if history else lengths
+    alpha = lb_tm.new_empty(T if history else 2, B, K)
+    offset = torch.empty(T, B, dtype=torch.float64)
+    final = lb_tm.new_empty(B, K)
+    band_t = trans.band_dst.to(lb_tm.dtype).permute(0, 2, 1)  # (1|B, W, K)
+    # a term this far below the largest leaves a float log-sum unchanged
+    cut = -20.0 if lb_tm.dtype == torch.float32 else -40.0
+    kernels.banded_forward(
+        _np(lb_tm.transpose(0, 1)),
+        _np(log_pi.expand(B, K)),
+        _np(band_t),
+        trans.hi,
+        _np(L),
+        semiring is MaxSemiring,
+        cut,
+        alpha.numpy(),
+        offset.numpy(),
+        final.numpy(),
+    )
+    if history:
+        return _ForwardPass(alpha, offset, None, None)
+    ar = torch.arange(B)
+    return _ForwardPass(final, offset[lengths - 1, ar], None, None)
 
 
 def _log_backward(fwd: _ForwardPass, trans: Transitions, lengths: torch.Tensor) -> torch.Tensor:
@@ -583,6 +618,7 @@ def _log_likelihood_tm(lb_tm, log_pi, trans, lengths):
         # a likelihood alone tolerates a few frames of drift between re-centrings
         fwd = _semiring_forward(LogSemiring, lb_tm, log_pi, trans, every=8, lengths=lengths)
         return _log_total(fwd, lengths).to(lb_tm.dtype)
+    lb_tm = lb_tm.contiguous()
     sf = _scaled_forward(lb_tm, log_pi, trans.log_A, lengths, history=False)
     log_c, underflow = sf.log_c, sf.underflow
     logZ = log_c.double().sum(0).to(log_c.dtype)
@@ -631,8 +667,9 @@ def log_likelihood(
         torch.is_grad_enabled()
         and any(t.requires_grad for t in (log_emissions, log_initial, log_transitions))
     ):
-        # no gradient wanted: the forward pass alone
-        lb_tm = lb.transpose(0, 1).contiguous()
+        # no gradient wanted: the forward pass alone (a time-major view: the compiled
+        # kernels read the emissions batch-major, the torch paths make it contiguous)
+        lb_tm = lb.transpose(0, 1)
         return _log_likelihood_tm(lb_tm, lpi, make_transitions(lA, topology), lengths)
     del lpi, lA  # the autograd function broadcasts the originals, so gradients keep their shapes
     return _HMMLogLikelihood.apply(lb, log_initial, log_transitions, lengths, topology)
@@ -736,7 +773,7 @@ def viterbi(
         log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
     )
     B, T, K = lb.shape
-    lb_tm = lb.transpose(0, 1).contiguous()
+    lb_tm = lb.transpose(0, 1)  # a view, as in log_likelihood
     with torch.no_grad():
         # per-frame offsets of the scores change no decision: they are dropped
         delta = _semiring_forward(MaxSemiring, lb_tm, lpi, trans).alpha

@@ -53,17 +53,22 @@ def _diag_log_density(
     augmented: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """``log w_s + log N(x | means[s], diag(exp(log_vars[s])))`` for ``x`` (..., D), (S, D)
-    parameters and (S,) log-weights -> (..., S): one matrix product of ``[x^2, x]`` with the
-    stacked ``[-prec / 2, mean * prec]``, the constant fused as its bias. ``augmented``:
-    ``augment_features(x)`` when already at hand (``x`` is then only read for its shape)."""
+    parameters and (S,) log-weights -> (..., S): matrix products of ``x^2`` and ``x`` with
+    ``-prec / 2`` and ``mean * prec``, the constant fused as their bias (no (..., S, D)
+    temporary). ``augmented``: ``augment_features(x)`` when already at hand (one product;
+    ``x`` is then only read for its shape)."""
     D = x.shape[-1]
     prec = torch.exp(-log_vars)
-    w = torch.cat([-0.5 * prec, means * prec], -1)  # (S, 2D)
     bias = log_weights.reshape(-1) - 0.5 * (
         D * math.log(2 * math.pi) + log_vars.sum(-1) + (means * means * prec).sum(-1)
     )
-    xa = (augment_features(x) if augmented is None else augmented).reshape(-1, 2 * D)
-    return torch.addmm(bias, xa, w.t()).reshape(*x.shape[:-1], -1)
+    if augmented is not None:
+        w = torch.cat([-0.5 * prec, means * prec], -1)  # (S, 2D)
+        out = torch.addmm(bias, augmented.reshape(-1, 2 * D), w.t())
+    else:  # two products beat building [x^2, x] (measured: 4.9 vs 7.0 ms at 32000 x 80)
+        xf = x.reshape(-1, D)
+        out = torch.addmm(bias, xf * xf, (-0.5 * prec).t()).addmm_(xf, (means * prec).t())
+    return out.reshape(*x.shape[:-1], -1)
 
 
 def _data_covariance(frames: torch.Tensor, min_covar: float, covariance_type: str, K: int):
