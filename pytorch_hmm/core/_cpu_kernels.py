@@ -81,32 +81,30 @@ def scaled_forward(bs, pi, A, lengths, alpha, c, tiny, underflow):
 
 
 @nb.njit(**_JIT)
-def scaled_backward(bs, At, lengths, alpha, c, gamma, V):
+def scaled_backward(bs, A, At, lengths, alpha, c, gamma, xi):
     """Backward pass matching :func:`scaled_forward` (every frame normalised).
 
-    ``At`` (1|B, K, K) transposed transition probabilities. Writes ``gamma`` (T, B, K) state
-    posteriors ``alpha_t * beta_t`` and ``V`` (T, B, K) with ``V[t] = bs[t] * beta[t] / c[t]``
-    for ``1 <= t < L`` (zero elsewhere), so that the expected transition counts are
-    ``A * sum_t alpha[t]^T V[t + 1]``."""
+    ``A`` (1|B, K, K) transition probabilities and ``At`` their transposes. Writes ``gamma``
+    (T, B, K) state posteriors ``alpha_t * beta_t`` (zero past each length) and ``xi``
+    (B, K, K) expected transition counts ``sum_t alpha_t(i) A(i, j) V_{t+1}(j)`` with
+    ``V_t = bs_t * beta_t / c_t``, accumulated frame by frame (no (T, B, K) temporary)."""
     T, B, K = bs.shape
     for b in nb.prange(B):
+        Ab = A[0] if A.shape[0] == 1 else A[b]
         Atb = At[0] if At.shape[0] == 1 else At[b]
         L = lengths[b]
         beta = np.ones(K, dtype=bs.dtype)
         v = np.empty(K, dtype=bs.dtype)
+        acc = np.zeros((K, K), dtype=bs.dtype)
         for t in range(L, T):
             for j in range(K):
                 gamma[t, b, j] = 0.0
-                V[t, b, j] = 0.0
         for j in range(K):
             gamma[L - 1, b, j] = alpha[L - 1, b, j]
-            V[0, b, j] = 0.0
         for t in range(L - 2, -1, -1):
             inv = 1.0 / c[t + 1, b]
             for j in range(K):
-                x = bs[t + 1, b, j] * beta[j] * inv
-                v[j] = x
-                V[t + 1, b, j] = x
+                v[j] = bs[t + 1, b, j] * beta[j] * inv
                 beta[j] = 0.0
             # beta[i] = sum_j A[i, j] v[j], as rows of A^T scaled by v[j] (vectorises)
             for j in range(K):
@@ -115,7 +113,14 @@ def scaled_backward(bs, At, lengths, alpha, c, gamma, V):
                     for i in range(K):
                         beta[i] += Atb[j, i] * vj
             for i in range(K):
-                gamma[t, b, i] = alpha[t, b, i] * beta[i]
+                ai = alpha[t, b, i]
+                gamma[t, b, i] = ai * beta[i]
+                if ai != 0.0:
+                    for j in range(K):
+                        acc[i, j] += ai * v[j]
+        for i in range(K):
+            for j in range(K):
+                xi[b, i, j] = acc[i, j] * Ab[i, j]
 
 
 @nb.njit(cache=True, nogil=True)

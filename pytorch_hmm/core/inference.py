@@ -93,6 +93,9 @@ LONG_SEQUENCE = 4096
 # frames between normalisations of the rescaled recursion (each frame's mass falls by at most
 # its scale c_t; an underflow shows as a scale below sqrt(float tiny) and is recomputed)
 NORMALISE_EVERY = 4
+# log of the smallest emission likelihood, relative to the frame's best state, that the
+# rescaled recursion keeps (about 1e-37; see _shifted_emissions)
+EMISSION_FLOOR = math.log(torch.finfo(torch.float32).tiny) + 1.0
 
 
 @contextlib.contextmanager
@@ -388,12 +391,16 @@ def _shifted_emissions(lb_tm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]
     """Emission likelihoods relative to each frame's best state: ``exp(lb - m)`` (T, B, K) and
     the shift ``m`` (T, B, 1) (0 on frames where every state is impossible).
 
-    exp of float32 values below ~-87 gives denormals, 7-30x slower on x86 (and exp(-inf) is
-    a slow path too): emissions below float tiny of the frame's best are clamped before exp
-    and set to exactly zero after it, each in place."""
+    Emissions below ``EMISSION_FLOOR`` of the frame's best state are set to exactly zero
+    (clamped before exp, zeroed after it, each in place): in float32 they would be denormals
+    (7-30x slower arithmetic on x86; exp(-inf) is a slow path too), and in float64 their
+    products with small forward probabilities are. With transitions that have no zero entry
+    (the only ones this recursion takes) every state receives at least ``min A / max A`` of
+    the frame's mass, so a dropped term changes a frame's total by less than
+    ``EMISSION_FLOOR * max A / min A`` relatively: far below float64 round-off."""
     m = lb_tm.amax(-1, keepdim=True)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    floor = math.log(torch.finfo(lb_tm.dtype).tiny) + 1.0
+    floor = max(EMISSION_FLOOR, math.log(torch.finfo(lb_tm.dtype).tiny) + 1.0)
     bs = torch.sub(lb_tm, m).clamp_(min=floor).exp_()
     torch.nn.functional.threshold_(bs, 1.5 * math.exp(floor), 0.0)
     return bs, m
@@ -492,19 +499,20 @@ def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
     alpha, log_c, bs, c, underflow, A, rest = _scaled_forward(lb_tm, log_pi, log_A, lengths)
     logZ = log_c.double().sum(0).to(log_c.dtype)
     kernels = _kernels(lb_tm)
-    if kernels is not None:  # compiled backward: posteriors and arrival weights directly
-        gamma, V = torch.empty_like(alpha), torch.empty_like(alpha)
+    if kernels is not None:  # compiled backward: posteriors and transition counts directly
+        gamma = torch.empty_like(alpha)
+        xi = alpha.new_empty(B, K, K)
         At = A.transpose(1, 2).contiguous()
         kernels.scaled_backward(
             _np(bs),
+            _np(A),
             _np(At),
             _np(lengths),
             alpha.numpy(),
             _np(c.squeeze(-1)),
             gamma.numpy(),
-            V.numpy(),
+            xi.numpy(),
         )
-        xi = torch.bmm(alpha[:-1].permute(1, 2, 0), V[1:].transpose(0, 1)) * A  # (B, K, K)
         return logZ, gamma, xi, underflow
     mask = _time_mask(lengths, T)
     shared = A.shape[0] == 1
