@@ -232,3 +232,84 @@ def banded_forward(em, log_pi, band_t, hi, lengths, use_max, cut, alpha, inc, fi
             if S == T:
                 for j in range(K):
                     alpha[t, b, j] = -np.inf
+
+
+@nb.njit(cache=True, nogil=True)
+def _band_back_step(a_t, u, bb, lo, step, cut, beta_out, gamma_t, xi_b, ex):
+    """One frame of :func:`banded_backward` for every state ``i``: the log-sum over its
+    successors ``j = i + lo + d`` of ``bb[i, d] + u[j]``, minus ``step``, into
+    ``beta_out``; the posteriors ``exp(a_t + beta_out)`` into ``gamma_t``; the move counts
+    added to ``xi_b``. ``w = exp(a + best - step)`` serves both: the posterior is ``w`` times
+    the sum of the terms' exps relative to the best, each move's count ``w`` times its own
+    (``ex`` (W,) scratch)."""
+    K = a_t.shape[0]
+    W = bb.shape[1]
+    for i in range(K):
+        best = -np.inf
+        for d in range(W):
+            j = i + lo + d
+            if 0 <= j < K:
+                best = max(best, bb[i, d] + u[j])
+        if best == -np.inf:
+            beta_out[i] = -np.inf
+            continue
+        tot = 0.0
+        for d in range(W):
+            j = i + lo + d
+            e = 0.0
+            if 0 <= j < K:
+                x = bb[i, d] + u[j] - best
+                if x > cut:
+                    e = math.exp(x) if x != 0.0 else 1.0
+            ex[d] = e
+            tot += e
+        beta_out[i] = best + math.log(tot) - step
+        a = a_t[i]
+        if a == -np.inf:
+            continue
+        w = math.exp(a + best - step)
+        gamma_t[i] = w * tot
+        for d in range(W):
+            xi_b[i, d] += w * ex[d]
+
+
+@nb.njit(**_JIT)
+def banded_backward(em, band_s, lo, lengths, alpha, offset, cut, gamma, xi):
+    """Exact log-space backward over a band, after :func:`banded_forward` (log semiring,
+    every frame kept), with the posteriors.
+
+    ``em`` (B, T, K) log emissions; ``band_s`` (1|B, K, W) with ``band_s[., i, d] =
+    log A[i, i + lo + d]`` (-inf outside the matrix); ``alpha`` (T, B, K) and ``offset``
+    (T, B) from the forward pass. The backward scores are kept relative to the forward
+    offsets and log Z (``beta_t + offset_t - log Z``), so ``gamma = exp(alpha + beta)``
+    directly. Adds into ``gamma`` (T, B, K) and ``xi`` (B, K, W) (both zeroed by the caller)
+    the state posteriors and the expected counts of each band move summed over time; both
+    stay zero past each length and for sequences with no valid path."""
+    B, T, K = em.shape
+    for b in nb.prange(B):
+        bb = band_s[0] if band_s.shape[0] == 1 else band_s[b]
+        L = lengths[b]
+        # log Z relative to the last offset
+        mx = -np.inf
+        for i in range(K):
+            mx = max(mx, alpha[L - 1, b, i])
+        if mx == -np.inf:
+            continue  # no valid path: zero posteriors
+        s = 0.0
+        for i in range(K):
+            s += math.exp(alpha[L - 1, b, i] - mx)
+        z = mx + math.log(s)
+        beta = np.empty(K, dtype=em.dtype)
+        nxt = np.empty(K, dtype=em.dtype)
+        u = np.empty(K, dtype=em.dtype)
+        ex = np.empty(band_s.shape[2], dtype=em.dtype)
+        for i in range(K):
+            beta[i] = -z
+            gamma[L - 1, b, i] = math.exp(alpha[L - 1, b, i] - z)
+        for t in range(L - 2, -1, -1):
+            step = em.dtype.type(offset[t + 1, b] - offset[t, b])
+            for j in range(K):
+                u[j] = em[b, t + 1, j] + beta[j]
+            _band_back_step(alpha[t, b], u, bb, lo, step, cut, nxt, gamma[t, b], xi[b], ex)
+            for i in range(K):
+                beta[i] = nxt[i]

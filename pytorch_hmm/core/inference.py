@@ -297,6 +297,35 @@ def _banded_forward_compiled(kernels, semiring, lb_tm, log_pi, trans, lengths):
     return _ForwardPass(final, offset[lengths - 1, ar], None, None)
 
 
+def _banded_posteriors_compiled(kernels, lb_tm, log_pi, trans, lengths):
+    """:func:`_exact_posteriors` over a band by the compiled CPU kernels: the forward pass
+    keeps every frame, the backward pass writes the posteriors and band counts directly."""
+    out_dtype = lb_tm.dtype
+    acc_dtype = _accumulation_dtype(lb_tm)
+    if acc_dtype != out_dtype:
+        lb_tm, log_pi, trans = lb_tm.to(acc_dtype), log_pi.to(acc_dtype), trans.to(acc_dtype)
+    T, B, K = lb_tm.shape
+    fwd = _banded_forward_compiled(kernels, LogSemiring, lb_tm, log_pi, trans, None)
+    ar = torch.arange(B)
+    logZ = torch.logsumexp(fwd.alpha[lengths - 1, ar], -1).double() + fwd.offset[lengths - 1, ar]
+    gamma = lb_tm.new_zeros(T, B, K)
+    xi = lb_tm.new_zeros(B, K, trans.width)
+    cut = -20.0 if lb_tm.dtype == torch.float32 else -40.0
+    kernels.banded_backward(
+        _np(lb_tm.transpose(0, 1)),
+        _np(trans.band_src.to(lb_tm.dtype)),
+        trans.lo,
+        _np(lengths),
+        fwd.alpha.numpy(),
+        fwd.offset.numpy(),
+        cut,
+        gamma.numpy(),
+        xi.numpy(),
+    )
+    xi = trans.band_to_dense(xi)
+    return logZ.to(out_dtype), gamma.to(out_dtype), xi.to(out_dtype)
+
+
 def _log_backward(fwd: _ForwardPass, trans: Transitions, lengths: torch.Tensor) -> torch.Tensor:
     """Exact log beta, scaled by the forward pass's offsets (Rabiner's scaling in log form).
 
@@ -348,6 +377,10 @@ def _exact_posteriors(lb_tm, log_pi, trans, lengths):
     """Exact log-space forward-backward. Returns (logZ (B,), gamma (T,B,K), xi (B,K,K))."""
     out_dtype = lb_tm.dtype
     T, B, K = lb_tm.shape
+    kernels = _kernels(lb_tm) if trans.banded else None
+    if kernels is not None:
+        return _banded_posteriors_compiled(kernels, lb_tm, log_pi, trans, lengths)
+    lb_tm = lb_tm.contiguous()
     fwd = _semiring_forward(LogSemiring, lb_tm, log_pi, trans)
     trans = trans.to(fwd.alpha.dtype) if fwd.alpha.dtype != out_dtype else trans
     beta = _log_backward(fwd, trans, lengths)
@@ -567,9 +600,11 @@ def _use_scaled(trans: Transitions) -> bool:
 
 
 def _posteriors_tm(lb_tm, log_pi, trans, lengths):
-    """Posteriors in time-major layout: (logZ (B,), gamma (T,B,K), xi (B,K,K))."""
+    """Posteriors in time-major layout: (logZ (B,), gamma (T,B,K), xi (B,K,K)). ``lb_tm``
+    may be a time-major view of batch-major emissions (the compiled kernels read those)."""
     if not _use_scaled(trans):
         return _exact_posteriors(lb_tm, log_pi, trans, lengths)
+    lb_tm = lb_tm.contiguous()
     logZ, gamma, xi, underflow = _scaled_posteriors(lb_tm, log_pi, trans.log_A, lengths)
     if underflow.any():
         idx = torch.nonzero(underflow).squeeze(1)
@@ -754,7 +789,7 @@ def posteriors(
         log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
     )
     with torch.no_grad():
-        logZ, gamma, xi = _posteriors_tm(lb.transpose(0, 1).contiguous(), lpi, trans, lengths)
+        logZ, gamma, xi = _posteriors_tm(lb.transpose(0, 1), lpi, trans, lengths)
     _warn_impossible(logZ, "posteriors")
     return PosteriorResult(logZ, gamma.transpose(0, 1), xi)
 
