@@ -489,3 +489,62 @@ def test_long_chain_as_dense_matrix_matches_float64():
     for dt in (torch.float64, torch.float32):
         ll = core.log_likelihood(lb.to(dt), lpi.to(dt), lA.to(dt), topology="dense")
         torch.testing.assert_close(ll.double(), ref, rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["dense", "banded", "skip"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_kernels_match_torch_path(kind, dtype, backend, monkeypatch):
+    # the compiled CPU kernels (numba) and the torch recursions are two implementations of
+    # the same algorithms: on the same padded batch they agree to round-off
+    if backend != "compiled":
+        pytest.skip("compares the compiled path with the torch path")
+    B, T, K = 4, 60, 12
+    lb, lpi, lA = random_hmm(B, T, K, dtype=dtype, banded=kind != "dense", scale=2.0)
+    if kind == "skip":
+        g = torch.Generator().manual_seed(5)
+        lA = left_to_right(K, dtype=dtype, g=g, skip=True)
+    lengths = torch.tensor([60, 33, 1, 33])
+
+    def run():
+        return (
+            core.log_likelihood(lb, lpi, lA, lengths),
+            core.posteriors(lb, lpi, lA, lengths),
+            core.viterbi(lb, lpi, lA, lengths),
+        )
+
+    ll_c, post_c, vit_c = run()
+    monkeypatch.setenv("PYTORCH_HMM_DISABLE_NUMBA", "1")
+    ll_t, post_t, vit_t = run()
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ll_c, ll_t, **tol)
+    for a, b in zip(post_c, post_t):
+        torch.testing.assert_close(a, b, **tol)
+    assert torch.equal(vit_c.path, vit_t.path)
+    torch.testing.assert_close(vit_c.score, vit_t.score, **tol)
+
+
+def test_engine_calls_from_two_threads(backend):
+    # the compiled kernels' parallel loops are serialised: concurrent callers get the same
+    # results as sequential ones (and the process does not abort)
+    import threading
+
+    lb, lpi, lA = random_hmm(8, 200, 10, banded=True)
+    lb2, lpi2, lA2 = random_hmm(8, 200, 10)
+    ref = [core.posteriors(lb, lpi, lA), core.posteriors(lb2, lpi2, lA2)]
+    out = [None, None]
+
+    def work(k, args):
+        for _ in range(5):
+            out[k] = core.posteriors(*args)
+
+    threads = [
+        threading.Thread(target=work, args=(0, (lb, lpi, lA))),
+        threading.Thread(target=work, args=(1, (lb2, lpi2, lA2))),
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for r, o in zip(ref, out):
+        for a, b in zip(r, o):
+            assert torch.equal(a, b)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import warnings
 from typing import Iterator, NamedTuple, Optional, Tuple
 
@@ -121,6 +122,11 @@ def _kernels(x: torch.Tensor):
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return None
     return load_kernels("pytorch_hmm.core._cpu_kernels")
+
+
+# numba's parallel loops must not be entered from two Python threads at once (its workqueue
+# threading layer aborts the process): kernel calls are serialised
+_KERNEL_LOCK = threading.Lock()
 
 
 def _np(x: torch.Tensor):
@@ -279,18 +285,19 @@ def _banded_forward_compiled(kernels, semiring, lb_tm, log_pi, trans, lengths):
     band_t = trans.band_dst.to(lb_tm.dtype).permute(0, 2, 1)  # (1|B, W, K)
     # a term this far below the largest leaves a float log-sum unchanged
     cut = -20.0 if lb_tm.dtype == torch.float32 else -40.0
-    kernels.banded_forward(
-        _np(lb_tm.transpose(0, 1)),
-        _np(log_pi.expand(B, K)),
-        _np(band_t),
-        trans.hi,
-        _np(L),
-        semiring is MaxSemiring,
-        cut,
-        alpha.numpy(),
-        offset.numpy(),
-        final.numpy(),
-    )
+    with _KERNEL_LOCK:
+        kernels.banded_forward(
+            _np(lb_tm.transpose(0, 1)),
+            _np(log_pi.expand(B, K)),
+            _np(band_t),
+            trans.hi,
+            _np(L),
+            semiring is MaxSemiring,
+            cut,
+            alpha.numpy(),
+            offset.numpy(),
+            final.numpy(),
+        )
     if history:
         return _ForwardPass(alpha, offset, None, None)
     ar = torch.arange(B)
@@ -311,17 +318,18 @@ def _banded_posteriors_compiled(kernels, lb_tm, log_pi, trans, lengths):
     gamma = lb_tm.new_zeros(T, B, K)
     xi = lb_tm.new_zeros(B, K, trans.width)
     cut = -20.0 if lb_tm.dtype == torch.float32 else -40.0
-    kernels.banded_backward(
-        _np(lb_tm.transpose(0, 1)),
-        _np(trans.band_src.to(lb_tm.dtype)),
-        trans.lo,
-        _np(lengths),
-        fwd.alpha.numpy(),
-        fwd.offset.numpy(),
-        cut,
-        gamma.numpy(),
-        xi.numpy(),
-    )
+    with _KERNEL_LOCK:
+        kernels.banded_backward(
+            _np(lb_tm.transpose(0, 1)),
+            _np(trans.band_src.to(lb_tm.dtype)),
+            trans.lo,
+            _np(lengths),
+            fwd.alpha.numpy(),
+            fwd.offset.numpy(),
+            cut,
+            gamma.numpy(),
+            xi.numpy(),
+        )
     xi = trans.band_to_dense(xi)
     return logZ.to(out_dtype), gamma.to(out_dtype), xi.to(out_dtype)
 
@@ -471,9 +479,17 @@ def _scaled_forward(lb_tm, log_pi, log_A, lengths, history: bool = True) -> _Sca
         flags = torch.zeros(B, dtype=torch.uint8)
         tiny = torch.finfo(lb_tm.dtype).tiny ** 0.5
         pi = log_pi.exp().expand(B, K)
-        kernels.scaled_forward(
-            _np(bs), _np(pi), _np(A), _np(lengths), alpha.numpy(), c.numpy(), tiny, flags.numpy()
-        )
+        with _KERNEL_LOCK:
+            kernels.scaled_forward(
+                _np(bs),
+                _np(pi),
+                _np(A),
+                _np(lengths),
+                alpha.numpy(),
+                c.numpy(),
+                tiny,
+                flags.numpy(),
+            )
         log_c = torch.where(mask, c.log() + m.squeeze(-1), torch.zeros_like(c))
         return _ScaledForward(
             alpha if history else None, log_c, bs, c.unsqueeze(-1), flags.bool(), A, c.new_ones(B)
@@ -536,16 +552,17 @@ def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
         gamma = torch.empty_like(alpha)
         xi = alpha.new_empty(B, K, K)
         At = A.transpose(1, 2).contiguous()
-        kernels.scaled_backward(
-            _np(bs),
-            _np(A),
-            _np(At),
-            _np(lengths),
-            alpha.numpy(),
-            _np(c.squeeze(-1)),
-            gamma.numpy(),
-            xi.numpy(),
-        )
+        with _KERNEL_LOCK:
+            kernels.scaled_backward(
+                _np(bs),
+                _np(A),
+                _np(At),
+                _np(lengths),
+                alpha.numpy(),
+                _np(c.squeeze(-1)),
+                gamma.numpy(),
+                xi.numpy(),
+            )
         return logZ, gamma, xi, underflow
     mask = _time_mask(lengths, T)
     shared = A.shape[0] == 1
