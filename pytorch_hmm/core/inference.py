@@ -18,6 +18,11 @@ valid path. Chains and other sparse graphs always take the exact log-space recur
 
 Cost: O(B*T*K*K) time (O(B*T*K*W) banded) and O(B*T*K) memory; gradients of
 :func:`log_likelihood` come from an explicit backward pass (posteriors), not an autograd tape.
+
+On CPU, with numba installed, the time loops of the rescaled recursion and of the banded
+log-space recursion run as compiled kernels (:mod:`pytorch_hmm.core._cpu_kernels`), the
+same algorithms without per-frame dispatch; the torch loops below are the reference and the
+path of every other device (``PYTORCH_HMM_DISABLE_NUMBA=1`` selects them on CPU too).
 """
 
 from __future__ import annotations
