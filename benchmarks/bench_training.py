@@ -131,6 +131,7 @@ def bench_gaussian(args):
 
     th, ref = _time(run_hmmlearn, args.peer_repeats)
     rows.append(("hmmlearn GaussianHMM.fit (scaling)", th))
+
     def diff(m):
         return {
             "startprob": _rel(ref.startprob_, m.startprob),

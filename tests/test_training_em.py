@@ -459,3 +459,20 @@ def test_tied_states_for_forced_alignment():
     assert a.occupancy.shape == (S,) and a.occupancy[3] == 0
     with pytest.raises(ValueError, match="state_index"):
         tie_posteriors(gamma, torch.tensor([[0, 1, 9], [0, 0, 0]]), S)
+
+
+def test_diag_stats_from_augmented_matches_gaussian_stats_and_checks_shapes():
+    from pytorch_hmm.models.gaussian import augment_features
+    from pytorch_hmm.training.stats import diag_stats_from_augmented, gaussian_stats
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    w = torch.rand(50, 4, generator=g, dtype=torch.float64)
+    a = diag_stats_from_augmented(augment_features(x), w)
+    b = gaussian_stats(x, w)
+    for u, v in zip(a.tensors(), b.tensors()):
+        torch.testing.assert_close(u, v)
+    with pytest.raises(ValueError, match="same number of frames"):
+        diag_stats_from_augmented(augment_features(x), w[:10])
+    with pytest.raises(ValueError, match=r"\(N, 2D\)"):
+        diag_stats_from_augmented(x, w)

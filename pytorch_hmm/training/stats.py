@@ -247,6 +247,16 @@ def gaussian_stats(
 def diag_stats_from_augmented(augmented: torch.Tensor, g: torch.Tensor) -> GaussianStats:
     """Diagonal Gaussian statistics from ``augmented`` (N, 2D) = ``[x^2, x]`` per frame and
     weights ``g`` (N, S) in the same frame order: both moments in one matrix product."""
+    if augmented.dim() != 2 or augmented.shape[1] % 2 or g.dim() != 2:
+        raise ValueError(
+            f"augmented must have shape (N, 2D) and g (N, S), got {tuple(augmented.shape)} "
+            f"and {tuple(g.shape)}"
+        )
+    if g.shape[0] != augmented.shape[0]:
+        raise ValueError(
+            f"augmented and g must have the same number of frames, got {augmented.shape[0]} "
+            f"and {g.shape[0]}"
+        )
     D = augmented.shape[1] // 2
     s = g.t() @ augmented
     return GaussianStats(g.sum(0), s[:, D:].contiguous(), s[:, :D].contiguous(), "diag")
