@@ -548,3 +548,21 @@ def test_engine_calls_from_two_threads(backend):
     for r, o in zip(ref, out):
         for a, b in zip(r, o):
             assert torch.equal(a, b)
+
+
+def test_wide_band_viterbi_matches_dense():
+    # a band wider than the compiled back-tracking's int8 slots (W > 127) takes the torch
+    # recursion; either way the banded path and score equal the dense ones
+    K = 300
+    g = torch.Generator().manual_seed(0)
+    lA = torch.full((K, K), -math.inf, dtype=torch.float64)
+    for i in range(K):
+        hi = min(K, i + 130)
+        lA[i, i:hi] = torch.randn(hi - i, generator=g, dtype=torch.float64)
+    lA = torch.log_softmax(lA, -1)
+    lpi = torch.log_softmax(torch.randn(K, generator=g, dtype=torch.float64), -1)
+    lb = torch.randn(2, 30, K, generator=g, dtype=torch.float64)
+    a = core.viterbi(lb, lpi, lA, torch.tensor([30, 17]), topology="banded")
+    b = core.viterbi(lb, lpi, lA, torch.tensor([30, 17]), topology="dense")
+    assert torch.equal(a.path, b.path)
+    torch.testing.assert_close(a.score, b.score, rtol=1e-12, atol=1e-12)

@@ -313,3 +313,60 @@ def banded_backward(em, band_s, lo, lengths, alpha, offset, cut, gamma, xi):
             _band_back_step(alpha[t, b], u, bb, lo, step, cut, nxt, gamma[t, b], xi[b], ex)
             for i in range(K):
                 beta[i] = nxt[i]
+
+
+@nb.njit(**_JIT)
+def banded_viterbi(em, log_pi, band_t, hi, lengths, path, valid):
+    """Viterbi over a band: the max-semiring forward of :func:`banded_forward` storing each
+    state's best band slot (int8), then back-tracking, per sequence.
+
+    Ties go to the lowest predecessor state (the first band slot), and the last frame's ties
+    to the lowest state, as the torch path (``argmax``). Writes ``path`` (B, T) (-1 past each
+    length and for sequences with no valid path) and ``valid`` (B,) (1 when a path exists).
+    The path's score is re-summed by the caller."""
+    B, T, K = em.shape
+    W = band_t.shape[1]
+    for b in nb.prange(B):
+        bb = band_t[0] if band_t.shape[0] == 1 else band_t[b]
+        L = lengths[b]
+        back = np.zeros((L, K), dtype=np.int8)
+        prev = np.empty(K, dtype=em.dtype)
+        cur = np.empty(K, dtype=em.dtype)
+        for j in range(K):
+            prev[j] = log_pi[b, j] + em[b, 0, j]
+        for t in range(1, L):
+            fmx = -np.inf
+            for j in range(K):
+                best = -np.inf
+                arg = 0
+                for d in range(W):
+                    i = j - (hi - d)
+                    if 0 <= i < K:
+                        x = prev[i] + bb[d, j]
+                        if x > best:
+                            best = x
+                            arg = d
+                back[t, j] = arg
+                v = best + em[b, t, j]
+                cur[j] = v
+                fmx = max(fmx, v)
+            if fmx == -np.inf:
+                fmx = 0.0
+            for j in range(K):
+                prev[j] = cur[j] - fmx
+        for t in range(L, T):
+            path[b, t] = -1
+        s = 0
+        for j in range(1, K):
+            if prev[j] > prev[s]:
+                s = j
+        if prev[s] == -np.inf:
+            valid[b] = 0
+            for t in range(L):
+                path[b, t] = -1
+            continue
+        valid[b] = 1
+        for t in range(L - 1, -1, -1):
+            path[b, t] = s
+            if t > 0:
+                s = s - (hi - back[t, s])

@@ -839,6 +839,28 @@ def viterbi(
     )
     B, T, K = lb.shape
     lb_tm = lb.transpose(0, 1)  # a view, as in log_likelihood
+    # (the kernel stores each back-pointer as a band slot in int8)
+    kernels = _kernels(lb) if trans.banded and trans.width <= 127 else None
+    if kernels is not None:  # compiled forward and back-tracking over the band
+        with torch.no_grad():
+            path = torch.empty(B, T, dtype=torch.long)
+            ok = torch.empty(B, dtype=torch.uint8)
+            band_t = trans.band_dst.to(lb.dtype).permute(0, 2, 1)  # (1|B, W, K)
+            with _KERNEL_LOCK:
+                kernels.banded_viterbi(
+                    _np(lb),
+                    _np(lpi.expand(B, K)),
+                    _np(band_t),
+                    trans.hi,
+                    _np(lengths),
+                    path.numpy(),
+                    ok.numpy(),
+                )
+            ok = ok.bool()
+            score = _path_score(lb_tm, lpi, trans.log_A, path.t(), lengths)
+            score = torch.where(ok, score, torch.full_like(score, NEG_INF))
+        _warn_impossible(score, "viterbi")
+        return ViterbiResult(path, score)
     with torch.no_grad():
         # per-frame offsets of the scores change no decision: they are dropped
         delta = _semiring_forward(MaxSemiring, lb_tm, lpi, trans).alpha
