@@ -124,8 +124,8 @@ def scaled_backward(bs, A, At, lengths, alpha, c, gamma, xi):
 
 
 @nb.njit(cache=True, nogil=True)
-def _chain_step(prev, cur, move, stay, e, use_max, cut):
-    """One frame of :func:`banded_forward` for a left-to-right chain (band: predecessor
+def _chain_step(prev, cur, move, stay, e, cut):
+    """One log-semiring frame of :func:`banded_forward` for a left-to-right chain (band: predecessor
     ``j - 1`` with ``move[j]``, ``j`` itself with ``stay[j]``); re-centres ``cur`` and
     returns the max it subtracted."""
     K = cur.shape[0]
@@ -138,10 +138,9 @@ def _chain_step(prev, cur, move, stay, e, use_max, cut):
         if hi_ == -np.inf:
             cur[j] = -np.inf
             continue
-        if not use_max:
-            x = lo_ - hi_
-            if x > cut:
-                hi_ += math.log1p(math.exp(x))
+        x = lo_ - hi_
+        if x > cut:
+            hi_ += math.log1p(math.exp(x))
         v = hi_ + e[j]
         cur[j] = v
         if v > fmx:
@@ -184,9 +183,9 @@ def banded_forward(em, log_pi, band_t, hi, lengths, use_max, cut, alpha, inc, fi
         for t in range(1, L):
             prev = alpha[(t - 1) % S, b]
             cur = alpha[t % S, b]
-            if W == 2 and hi == 1:
-                # left-to-right (stay or move one): one sweep, no temporaries
-                fmx = _chain_step(prev, cur, bb[0], bb[1], em[b, t], use_max, cut)
+            if W == 2 and hi == 1 and not use_max:
+                # left-to-right log-sum (stay or move one): one sweep, no temporaries
+                fmx = _chain_step(prev, cur, bb[0], bb[1], em[b, t], cut)
                 inc[t, b] = inc[t - 1, b] + fmx
                 continue
             # the W predecessor terms of every state and their max, one contiguous sweep
