@@ -86,7 +86,7 @@ def _check_banded() -> str:
     b = core.log_likelihood(lb, lpi, lA, topology="dense")
     err = float((a - b).abs().max())
     assert err < 1e-9, f"banded and dense differ by {err:.2e}"
-    assert core.make_transitions(lA.unsqueeze(0)).banded
+    assert core.make_transitions(lA.unsqueeze(0)).is_banded
     return f"left-to-right matrix detected as banded; equals dense (diff {err:.1e})"
 
 

@@ -11,7 +11,11 @@ import torch
 from pytorch_hmm.alignment import DTWAligner, SoftDTW, StepPattern, soft_dtw_cost, soft_dtw_distance
 from pytorch_hmm.alignment.dtw import _load_kernels
 
-dtw_python = pytest.importorskip("dtw")
+try:  # dtw-python: only the tests marked needs_dtw_python use it
+    import dtw as dtw_python
+except ImportError:
+    dtw_python = None
+needs_dtw_python = pytest.mark.skipif(dtw_python is None, reason="needs dtw-python")
 
 BACKENDS = ["torch"] + (["numba"] if _load_kernels() is not None else [])
 
@@ -42,6 +46,7 @@ CASES = [
 ]
 
 
+@needs_dtw_python
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("pattern,opts", CASES)
 def test_matches_dtw_python(pattern, opts, backend):
@@ -73,6 +78,7 @@ def test_matches_dtw_python(pattern, opts, backend):
         )
 
 
+@needs_dtw_python
 @pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
 def test_distances_match_dtw_python(metric):
     x, y = _feats(15, 11, d=6, seed=2)
@@ -82,6 +88,7 @@ def test_distances_match_dtw_python(metric):
     np.testing.assert_allclose(float(r.cost), ref.distance, rtol=1e-10, atol=0)
 
 
+@needs_dtw_python
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("pattern", ["symmetric1", "symmetric2", "asymmetric"])
 def test_integer_costs_ties_match_dtw_python(pattern, backend):
@@ -381,6 +388,7 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(cc.grad, cg.grad.cpu(), rtol=1e-8, atol=1e-10)
 
 
+@needs_dtw_python
 def test_falls_back_to_torch_without_numba(monkeypatch):
     monkeypatch.setenv("PYTORCH_HMM_DISABLE_NUMBA", "1")
     x, y = _feats(10, 12, seed=9)

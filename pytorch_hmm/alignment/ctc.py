@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.validation import check_length_range
+from ..core.validation import check_lengths
 from .dtw import _use_numba
 
 __all__ = ["CTCAlignment", "CTCAligner", "ctc_forced_align"]
@@ -81,13 +81,13 @@ def _validate(
     if targets.dim() != 2 or targets.shape[0] != B:
         raise ValueError(f"targets must have shape (B, S) = ({B}, S), got {tuple(targets.shape)}")
     if targets.dtype.is_floating_point or targets.dtype == torch.bool:
-        raise ValueError(f"targets must be an integer tensor, got {targets.dtype}")
+        raise TypeError(f"targets must be an integer tensor, got {targets.dtype}")
     S = targets.shape[1]
     if not (0 <= blank_id < C):
         raise ValueError(f"blank_id={blank_id} is out of range for C={C} classes")
 
     def lens(x, name, maxv, what):
-        return check_length_range(x, B, maxv, name, what=what)
+        return check_lengths(x, B, maxv, torch.device("cpu"), name=name, min_value=0, what=what)
 
     il = lens(input_lengths, "input_lengths", T, "the number of frames T of log_probs")
     tl = lens(target_lengths, "target_lengths", S, "the padded target length S")

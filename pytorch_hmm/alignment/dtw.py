@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..core._numba import load_kernels
-from ..core.validation import check_length_range
+from ..core.validation import check_lengths
 
 __all__ = [
     "StepPattern",
@@ -160,7 +160,7 @@ def _resolve_pattern(step_pattern: Union[str, StepPattern]) -> StepPattern:
 
 
 def _check_lengths(lengths: Optional[Tensor], B: int, T: int, name: str) -> Tensor:
-    return check_length_range(lengths, B, T, name, min_value=1)
+    return check_lengths(lengths, B, T, torch.device("cpu"), name=name, min_value=1)
 
 
 def _unbatch(res: DTWResult) -> DTWResult:

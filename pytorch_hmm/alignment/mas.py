@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.validation import check_length_range
+from ..core.validation import check_lengths
 from .dtw import _use_numba
 
 __all__ = ["MASResult", "monotonic_alignment_search"]
@@ -42,7 +42,7 @@ class MASResult(NamedTuple):
 
 
 def _lengths(x: Optional[Tensor], B: int, maxv: int, name: str) -> Tensor:
-    return check_length_range(x, B, maxv, name)
+    return check_lengths(x, B, maxv, torch.device("cpu"), name=name, min_value=0)
 
 
 def monotonic_alignment_search(

@@ -1,11 +1,16 @@
 """The inference engine: pure functions over tensors, shared by every model.
 
-See :mod:`pytorch_hmm.core.inference` for the input conventions.
+See :mod:`pytorch_hmm.core.inference` for the input conventions and
+:mod:`pytorch_hmm.core.backend` for the choice between compiled CPU kernels and torch code.
 """
 
+from .backend import default_backend, resolve_backend, use_backend
 from .inference import (
+    ForwardCarry,
     ForwardResult,
+    NoValidPathError,
     PosteriorResult,
+    ViterbiCarry,
     ViterbiResult,
     backward,
     forward,
@@ -17,16 +22,22 @@ from .inference import (
 from .transitions import Transitions, find_band, make_transitions
 
 __all__ = [
+    "ForwardCarry",
     "ForwardResult",
+    "NoValidPathError",
     "PosteriorResult",
-    "ViterbiResult",
     "Transitions",
+    "ViterbiCarry",
+    "ViterbiResult",
     "backward",
+    "default_backend",
     "find_band",
     "forward",
     "log_likelihood",
     "make_transitions",
     "posteriors",
+    "resolve_backend",
     "sample_posterior",
+    "use_backend",
     "viterbi",
 ]

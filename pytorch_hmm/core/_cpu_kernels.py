@@ -3,12 +3,20 @@
 A frame of a recursion is a handful of operations on (B, K) tensors; run from Python, each
 costs microseconds of dispatch, which for K in the tens is more than the arithmetic. These
 kernels run the whole time loop of each sequence in machine code, sequences in parallel
-(``prange``), and stop at each sequence's own length. They implement exactly the recursions
-of the torch paths in :mod:`pytorch_hmm.core.inference` (which stay the reference and the
-path for other devices) and take numpy views of CPU tensors.
+(``prange``), each stopping at its own length. They implement the recursions of the torch
+paths in :mod:`pytorch_hmm.core.inference` (which stay the reference and the path for other
+devices) on numpy views of CPU tensors; every output is preallocated by the caller.
 
-This module imports numba at import time: import it through
-:func:`pytorch_hmm.core.inference._kernels`, which returns None when numba is missing.
+Conventions shared by the four kernels:
+
+* all float arrays share one dtype (float32 or float64) except the float64 ``offset``;
+  index arrays are int64 (``back`` int32);
+* a leading ``Bx`` axis in {1, B} is shared (index 0) or per sequence; a ``Tx`` axis in
+  {1, T - 1} is fixed (index 0) or time-varying (index ``t - 1`` for the move into frame t);
+* ``eidx`` (Bx, K): state k reads column ``eidx[., k]`` of the (B, T, E) log emissions.
+
+This module imports numba at import time: load it through the backend's ``cpu_kernels``,
+which returns None when numba is missing.
 """
 
 from __future__ import annotations
@@ -17,117 +25,71 @@ import math
 
 import numba as nb
 import numpy as np
+from numba.core import types
+from numba.core.extending import intrinsic
 
-_JIT = dict(cache=True, nogil=True, parallel=True)
 # reassociation (vectorised reductions) and contraction, but infinities and NaN keep their
 # IEEE meaning: -inf marks impossible states throughout
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
+_JIT = dict(cache=True, nogil=True, parallel=True, fastmath=_FAST, error_model="numpy")
+_HELPER = dict(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 
 
-@nb.njit(**_JIT)
-def scaled_forward(bs, pi, A, lengths, alpha, c, tiny, underflow):
-    """Rabiner-scaled forward, each frame normalised to sum one.
-
-    ``bs`` (T, B, K) emission likelihoods relative to each frame's best state; ``pi`` (B, K)
-    initial probabilities; ``A`` (1|B, K, K) transition probabilities; ``lengths`` (B,).
-    Writes ``alpha`` (S, B, K) (S = T: every frame, zero past each length; S = 2: the last
-    two frames only, the last real frame of sequence b in slot ``(L_b - 1) % 2``), ``c``
-    (T, B) the scales (1 past each length), and ``underflow`` (B,) 1 where a scale fell to
-    ``tiny`` or below (the caller recomputes those sequences in log space)."""
-    T, B, K = bs.shape
-    S = alpha.shape[0]
-    for b in nb.prange(B):
-        Ab = A[0] if A.shape[0] == 1 else A[b]
-        L = lengths[b]
-        s = 0.0
-        for j in range(K):
-            v = pi[b, j] * bs[0, b, j]
-            alpha[0, b, j] = v
-            s += v
-        c[0, b] = s
-        if not s > tiny:
-            underflow[b] = 1
-            s = 1.0
-        inv = 1.0 / s
-        for j in range(K):
-            alpha[0, b, j] *= inv
-        for t in range(1, L):
-            prev = alpha[(t - 1) % S, b]
-            cur = alpha[t % S, b]
-            for j in range(K):
-                cur[j] = 0.0
-            for i in range(K):
-                ai = prev[i]
-                if ai != 0.0:
-                    for j in range(K):
-                        cur[j] += ai * Ab[i, j]
-            s = 0.0
-            for j in range(K):
-                v = cur[j] * bs[t, b, j]
-                cur[j] = v
-                s += v
-            c[t, b] = s
-            if not s > tiny:
-                underflow[b] = 1
-                s = 1.0
-            inv = 1.0 / s
-            for j in range(K):
-                cur[j] *= inv
-        for t in range(L, T):
-            c[t, b] = 1.0
-            if S == T:
-                for j in range(K):
-                    alpha[t, b, j] = 0.0
+# ----------------------------------------------------------------------------- helpers
 
 
-@nb.njit(**_JIT)
-def scaled_backward(bs, A, At, lengths, alpha, c, gamma, xi):
-    """Backward pass matching :func:`scaled_forward` (every frame normalised).
+@intrinsic
+def _select(typingctx, cond, a, b):
+    """``a if cond else b`` as one LLVM ``select`` (no branch), so that loops using it
+    vectorise with blends."""
+    if not isinstance(cond, types.Boolean) or a != b:
+        return None
 
-    ``A`` (1|B, K, K) transition probabilities and ``At`` their transposes. Writes ``gamma``
-    (T, B, K) state posteriors ``alpha_t * beta_t`` (zero past each length) and ``xi``
-    (B, K, K) expected transition counts ``sum_t alpha_t(i) A(i, j) V_{t+1}(j)`` with
-    ``V_t = bs_t * beta_t / c_t``, accumulated frame by frame (no (T, B, K) temporary)."""
-    T, B, K = bs.shape
-    for b in nb.prange(B):
-        Ab = A[0] if A.shape[0] == 1 else A[b]
-        Atb = At[0] if At.shape[0] == 1 else At[b]
-        L = lengths[b]
-        beta = np.ones(K, dtype=bs.dtype)
-        v = np.empty(K, dtype=bs.dtype)
-        acc = np.zeros((K, K), dtype=bs.dtype)
-        for t in range(L, T):
-            for j in range(K):
-                gamma[t, b, j] = 0.0
-        for j in range(K):
-            gamma[L - 1, b, j] = alpha[L - 1, b, j]
-        for t in range(L - 2, -1, -1):
-            inv = 1.0 / c[t + 1, b]
-            for j in range(K):
-                v[j] = bs[t + 1, b, j] * beta[j] * inv
-                beta[j] = 0.0
-            # beta[i] = sum_j A[i, j] v[j], as rows of A^T scaled by v[j] (vectorises)
-            for j in range(K):
-                vj = v[j]
-                if vj != 0.0:
-                    for i in range(K):
-                        beta[i] += Atb[j, i] * vj
-            for i in range(K):
-                ai = alpha[t, b, i]
-                gamma[t, b, i] = ai * beta[i]
-                if ai != 0.0:
-                    for j in range(K):
-                        acc[i, j] += ai * v[j]
-        for i in range(K):
-            for j in range(K):
-                xi[b, i, j] = acc[i, j] * Ab[i, j]
+    def codegen(context, builder, signature, args):
+        return builder.select(args[0], args[1], args[2])
+
+    return a(cond, a, b), codegen
 
 
-@nb.njit(cache=True, nogil=True)
-def _chain_step(prev, cur, move, stay, e, cut):
-    """One log-semiring frame of :func:`banded_forward` for a left-to-right chain (band: predecessor
-    ``j - 1`` with ``move[j]``, ``j`` itself with ``stay[j]``); re-centres ``cur`` and
-    returns the max it subtracted."""
+@nb.njit(**_HELPER)
+def _is_identity(eidx_b, E):
+    """Whether state k reads column k for every k (then emissions are read in place)."""
+    K = eidx_b.shape[0]
+    if E != K:
+        return False
+    for k in range(K):
+        if eidx_b[k] != k:
+            return False
+    return True
+
+
+@nb.njit(**_HELPER)
+def _gather(row, eidx_b, out):
+    for k in range(out.shape[0]):
+        out[k] = row[eidx_b[k]]
+
+
+@nb.njit(**_HELPER)
+def _recentre(cur):
+    """Subtract the max of ``cur`` (0 when all -inf) and return it."""
+    K = cur.shape[0]
+    fmx = -np.inf
+    for j in range(K):
+        v = cur[j]
+        if v > fmx:
+            fmx = v
+    if fmx == -np.inf:
+        fmx = 0.0
+    for j in range(K):
+        cur[j] -= fmx
+    return fmx
+
+
+@nb.njit(**_HELPER)
+def _chain_step(prev, cur, stay, move, e, cut):
+    """One log-semiring frame for a left-to-right chain (``hi`` = 1, W = 2: predecessor
+    ``j - 1`` with ``move[j]``, ``j`` itself with ``stay[j]``) in one sweep, no
+    temporaries; re-centres ``cur`` and returns the max it subtracted."""
     K = cur.shape[0]
     fmx = -np.inf
     for j in range(K):
@@ -141,7 +103,7 @@ def _chain_step(prev, cur, move, stay, e, cut):
         x = lo_ - hi_
         if x > cut:
             hi_ += math.log1p(math.exp(x))
-        v = hi_ + e[j]
+        v = cur.dtype.type(hi_ + e[j])  # the stored value, so that the max re-centres to 0
         cur[j] = v
         if v > fmx:
             fmx = v
@@ -152,220 +114,568 @@ def _chain_step(prev, cur, move, stay, e, cut):
     return fmx
 
 
+@nb.njit(**_HELPER)
+def _band_max(prev, bd, hi, best, arg):
+    """``best[j] = max_d prev[j - (hi - d)] + bd[d, j]`` and ``arg[j]`` the first slot d
+    reaching it (0 when all -inf), one contiguous sweep over j per diagonal, bounded to the
+    sources inside the matrix. The update is branch-free so that it vectorises: ``fmax``
+    for the value (a NaN term never wins) and a bit-mask select for the slot (strict '>',
+    so ties keep the lowest slot, i.e. the lowest predecessor state)."""
+    W, K = bd.shape
+    for j in range(K):
+        best[j] = -np.inf
+        arg[j] = 0
+    for d in range(W):
+        off = hi - d
+        j0 = off if off > 0 else 0
+        j1 = K + off if off < 0 else K
+        if j1 <= j0:
+            continue
+        p = prev[j0 - off : j1 - off]
+        q = bd[d, j0:j1]
+        bs = best[j0:j1]
+        ar = arg[j0:j1]
+        dd = np.int32(d)
+        for k in range(j1 - j0):
+            x = p[k] + q[k]
+            y = bs[k]
+            a = ar[k]
+            m = -np.int32(x > y)
+            bs[k] = np.fmax(x, y)
+            ar[k] = a ^ ((a ^ dd) & m)
+
+
+@nb.njit(**_HELPER)
+def _band_logsum(prev, bd, hi, best, arg, s, cut):
+    """Turn ``best`` (from :func:`_band_max`) into the log-sum over the band: the terms but
+    the best one, relative to it, summed in ``s`` (those below ``cut`` skipped), then
+    ``best += log1p(s)``."""
+    W, K = bd.shape
+    for j in range(K):
+        s[j] = 0.0
+    for d in range(W):
+        off = hi - d
+        j0 = off if off > 0 else 0
+        j1 = K + off if off < 0 else K
+        row = bd[d]
+        for j in range(j0, j1):
+            x = prev[j - off] + row[j] - best[j]
+            if x > cut and arg[j] != d:
+                s[j] += math.exp(x)
+    for j in range(K):
+        if s[j] > 0.0:
+            best[j] += math.log1p(s[j])
+
+
+@nb.njit(**_HELPER)
+def _to_dense(bd, hi, M):
+    """Destination-indexed band ``bd`` (W, K) to the (K, K) matrix ``M[i, j] = log A[i, j]``
+    (-inf outside the band)."""
+    W, K = bd.shape
+    for i in range(K):
+        for j in range(K):
+            M[i, j] = -np.inf
+    for d in range(W):
+        off = hi - d
+        j0 = off if off > 0 else 0
+        j1 = K + off if off < 0 else K
+        for j in range(j0, j1):
+            M[j - off, j] = bd[d, j]
+
+
+@nb.njit(**_HELPER)
+def _dense_max(prev, M, best, src):
+    """:func:`_band_max` for a wide band, over the (K, K) matrix ``M``: source rows swept
+    two at a time (skipped when both -inf), each a contiguous run over every destination.
+    ``src[j]`` gets the best predecessor state itself (sources ascend and each update is a
+    strict '>', so ties keep the lowest); -1 when all -inf."""
+    K = prev.shape[0]
+    for j in range(K):
+        best[j] = -np.inf
+        src[j] = -1
+    for i in range(0, K - 1, 2):
+        p0 = prev[i]
+        p1 = prev[i + 1]
+        r0 = M[i]
+        r1 = M[i + 1]
+        i0 = np.int32(i)
+        i1 = np.int32(i + 1)
+        for j in range(K):
+            b = best[j]
+            a = src[j]
+            x = p0 + r0[j]
+            g = x > b
+            b = _select(g, x, b)
+            a = _select(g, i0, a)
+            x = p1 + r1[j]
+            g = x > b
+            b = _select(g, x, b)
+            a = _select(g, i1, a)
+            best[j] = b
+            src[j] = a
+    i = K - 1
+    if K % 2 == 1 and prev[i] > -np.inf:  # odd K: the last row (bit-mask select, no pair)
+        p0 = prev[i]
+        r0 = M[i]
+        i0 = np.int32(i)
+        for j in range(K):
+            x = p0 + r0[j]
+            y = best[j]
+            a = src[j]
+            m = -np.int32(x > y)
+            best[j] = np.fmax(x, y)
+            src[j] = a ^ ((a ^ i0) & m)
+
+
+@nb.njit(**_HELPER)
+def _dense_logsum(prev, M, best, src, s, cut):
+    """:func:`_band_logsum` over the (K, K) matrix (``src`` from :func:`_dense_max`)."""
+    K = prev.shape[0]
+    for j in range(K):
+        s[j] = 0.0
+    for i in range(K):
+        pi = prev[i]
+        if pi == -np.inf:
+            continue
+        r = M[i]
+        for j in range(K):
+            x = pi + r[j] - best[j]
+            if x > cut and src[j] != i:
+                s[j] += math.exp(x)
+    for j in range(K):
+        if s[j] > 0.0:
+            best[j] += math.log1p(s[j])
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+@nb.njit(**_HELPER)
+def _band_forward_seq(
+    b, em, eidx, log_pi, band, hi, lengths, use_max, cut, alpha, offset, final, back, store_back
+):
+    """:func:`band_forward` for sequence ``b`` (the prange body, compiled as an ordinary
+    function: the parallel lowering optimises loops less well)."""
+    B, T, E = em.shape
+    K = log_pi.shape[1]
+    S = alpha.shape[0]
+    W = band.shape[2]
+    Tx = band.shape[1]
+    chain = W == 2 and hi == 1 and not use_max
+    # a wide band (a dense matrix: W = 2K - 1) as a (K, K) matrix swept by source rows (K
+    # full runs, no more work than the band's) rather than by diagonals (W runs of < K)
+    by_rows = W > K and not chain
+    bx = 0 if band.shape[0] == 1 else b
+    ex = eidx[0] if eidx.shape[0] == 1 else eidx[b]
+    ident = _is_identity(ex, E)
+    L = lengths[b]
+    ebuf = np.empty(K, dtype=em.dtype)
+    best = np.empty(K, dtype=em.dtype)
+    s = np.empty(K, dtype=em.dtype)
+    argb = np.zeros(K, dtype=np.int32)
+    M = np.empty((K, K) if by_rows else (1, 1), dtype=em.dtype)
+    M_of = -1  # the band entry M holds
+    e = em[b, 0] if ident else ebuf
+    if not ident:
+        _gather(em[b, 0], ex, ebuf)
+    cur = alpha[0, b]
+    for j in range(K):
+        cur[j] = log_pi[b, j] + e[j]
+    offset[0, b] = _recentre(cur)
+    if store_back:
+        for j in range(K):
+            back[b, 0, j] = 0
+    for t in range(1, L):
+        prev = alpha[(t - 1) % S, b]
+        cur = alpha[t % S, b]
+        tx = 0 if Tx == 1 else t - 1
+        bd = band[bx, tx]
+        e = em[b, t] if ident else ebuf
+        if not ident:
+            _gather(em[b, t], ex, ebuf)
+        if chain:
+            fmx = _chain_step(prev, cur, bd[1], bd[0], e, cut)  # d=1 stays, d=0 moves
+            offset[t, b] = offset[t - 1, b] + fmx
+            continue
+        arg = back[b, t] if store_back else argb
+        if by_rows:
+            if M_of != tx:
+                _to_dense(bd, hi, M)
+                M_of = tx
+            _dense_max(prev, M, best, arg)
+            if not use_max:
+                _dense_logsum(prev, M, best, arg, s, cut)
+            if store_back:
+                for j in range(K):  # predecessor state -> band slot (0 when none)
+                    a = arg[j]
+                    arg[j] = hi - j + a if a >= 0 else 0
+        else:
+            _band_max(prev, bd, hi, best, arg)
+            if not use_max:
+                _band_logsum(prev, bd, hi, best, arg, s, cut)
+        for j in range(K):
+            cur[j] = best[j] + e[j]
+        offset[t, b] = offset[t - 1, b] + _recentre(cur)
+    last = alpha[(L - 1) % S, b]
+    for j in range(K):
+        final[b, j] = last[j]
+    for t in range(L, T):
+        offset[t, b] = offset[L - 1, b]
+        if S == T:
+            for j in range(K):
+                alpha[t, b, j] = -np.inf
+
+
 @nb.njit(**_JIT)
-def banded_forward(em, log_pi, band_t, hi, lengths, use_max, cut, alpha, inc, final):
+def band_forward(
+    em, eidx, log_pi, band, hi, lengths, use_max, cut, alpha, offset, final, back, store_back
+):
     """Exact log-space forward over a band, in the log (``use_max`` False) or max semiring.
 
-    ``em`` (B, T, K) log emissions (batch-major); ``log_pi`` (B, K); ``band_t`` (1|B, W, K) with
-    ``band_t[., d, j] = log A[j - (hi - d), j]`` (-inf outside the matrix); ``cut``: a term
-    this far below the largest cannot change a float log-sum (e.g. -20 in float32) and is
-    skipped. Each frame is re-centred on its best state: ``alpha`` (S, B, K) holds scores
-    relative to ``inc`` (T, B) float64, the running offsets (S = T keeps every frame, -inf
-    past each length; S = 2 keeps two), and ``final`` (B, K) each sequence's last frame."""
-    B, T, K = em.shape
-    S = alpha.shape[0]
-    W = band_t.shape[1]
-    for b in nb.prange(B):
-        bb = band_t[0] if band_t.shape[0] == 1 else band_t[b]
-        L = lengths[b]
-        terms = np.empty((W, K), dtype=em.dtype)
-        best = np.empty(K, dtype=em.dtype)
-        mx = -np.inf
-        for j in range(K):
-            v = log_pi[b, j] + em[b, 0, j]
-            alpha[0, b, j] = v
-            mx = max(mx, v)
-        if mx == -np.inf:
-            mx = 0.0
-        for j in range(K):
-            alpha[0, b, j] -= mx
-        inc[0, b] = mx
-        for t in range(1, L):
-            prev = alpha[(t - 1) % S, b]
-            cur = alpha[t % S, b]
-            if W == 2 and hi == 1 and not use_max:
-                # left-to-right log-sum (stay or move one): one sweep, no temporaries
-                fmx = _chain_step(prev, cur, bb[0], bb[1], em[b, t], cut)
-                inc[t, b] = inc[t - 1, b] + fmx
-                continue
-            # the W predecessor terms of every state and their max, one contiguous sweep
-            # per band diagonal
-            for j in range(K):
-                best[j] = -np.inf
-            for d in range(W):
-                off = hi - d
-                row = terms[d]
-                for j in range(K):
-                    row[j] = -np.inf
-                for j in range(max(off, 0), min(K, K + off)):
-                    x = prev[j - off] + bb[d, j]
-                    row[j] = x
-                    best[j] = max(best[j], x)
-            fmx = -np.inf
-            for j in range(K):
-                bj = best[j]
-                if bj == -np.inf:
-                    cur[j] = -np.inf
-                    continue
-                if not use_max:
-                    s = 0.0
-                    for d in range(W):
-                        x = terms[d, j] - bj
-                        if x > cut and x != 0.0:
-                            s += math.exp(x)
-                    if s > 0.0:
-                        bj += math.log1p(s)
-                v = bj + em[b, t, j]
-                cur[j] = v
-                fmx = max(fmx, v)
-            if fmx == -np.inf:
-                fmx = 0.0
-            for j in range(K):
-                cur[j] -= fmx
-            inc[t, b] = inc[t - 1, b] + fmx
-        last = alpha[(L - 1) % S, b]
-        for j in range(K):
-            final[b, j] = last[j]
-        for t in range(L, T):
-            inc[t, b] = inc[L - 1, b]
-            if S == T:
-                for j in range(K):
-                    alpha[t, b, j] = -np.inf
+    ``em`` (B, T, E) log emissions; ``eidx`` (Bx, K); ``log_pi`` (B, K); ``band``
+    (Bx, Tx, W, K) destination-indexed, ``band[., t, d, j] = log A_t[j - (hi - d), j]``
+    (-inf where the source is outside the matrix; a dense matrix is the full band
+    ``hi = K - 1``, W = 2K - 1, and costs K*K a frame); ``cut``: a term this far below the
+    largest cannot change a float log-sum (e.g. -20 in float32) and is skipped.
+
+    Each frame is re-centred on its best state: ``alpha`` (S, B, K) holds scores relative to
+    ``offset`` (T, B) float64, the cumulative offsets (constant past each length); S = T
+    keeps every frame (-inf past each length), S = 2 two alternating ones. ``final`` (B, K)
+    is each sequence's last frame. With ``use_max`` and ``store_back``, ``back`` (B, T, K)
+    int32 gets, for frames 1..L-1, the band slot d of each state's best predecessor
+    ``j - (hi - d)`` (ties to the lowest predecessor) and 0 at frame 0."""
+    for b in nb.prange(em.shape[0]):
+        _band_forward_seq(
+            np.int64(b),
+            em,
+            eidx,
+            log_pi,
+            band,
+            hi,
+            lengths,
+            use_max,
+            cut,
+            alpha,
+            offset,
+            final,
+            back,
+            store_back,
+        )
 
 
-@nb.njit(cache=True, nogil=True)
-def _band_back_step(a_t, u, bb, lo, step, cut, beta_out, gamma_t, xi_b, ex):
-    """One frame of :func:`banded_backward` for every state ``i``: the log-sum over its
-    successors ``j = i + lo + d`` of ``bb[i, d] + u[j]``, minus ``step``, into
-    ``beta_out``; the posteriors ``exp(a_t + beta_out)`` into ``gamma_t``; the move counts
-    added to ``xi_b``. ``w = exp(a + best - step)`` serves both: the posterior is ``w`` times
-    the sum of the terms' exps relative to the best, each move's count ``w`` times its own
-    (``ex`` (W,) scratch)."""
-    K = a_t.shape[0]
-    W = bb.shape[1]
+@nb.njit(**_HELPER)
+def _band_back_step(a_t, u, bs, lo, step, cut, beta_out, gamma_t, xi_t):
+    """One frame of :func:`band_backward` for every state ``i``: the log-sum over its
+    successors ``j = i + lo + d`` of ``bs[i, d] + u[j]``, minus ``step``, into
+    ``beta_out``; the posteriors ``exp(a_t + beta_out)`` into ``gamma_t``; the move
+    posteriors added to ``xi_t``. ``w = exp(a + best - step)`` serves both: the posterior is
+    ``w`` times the sum of the terms' exps relative to the best, each move's ``w`` times its
+    own (the exps are kept in ``xi_t`` until scaled)."""
+    K, W = bs.shape
     for i in range(K):
+        d0 = -(i + lo) if i + lo < 0 else 0
+        d1 = K - i - lo if K - i - lo < W else W
+        row = bs[i]
+        base = i + lo
         best = -np.inf
-        for d in range(W):
-            j = i + lo + d
-            if 0 <= j < K:
-                best = max(best, bb[i, d] + u[j])
+        for d in range(d0, d1):
+            x = row[d] + u[base + d]
+            if x > best:
+                best = x
         if best == -np.inf:
             beta_out[i] = -np.inf
             continue
-        tot = 0.0
-        for d in range(W):
-            j = i + lo + d
-            e = 0.0
-            if 0 <= j < K:
-                x = bb[i, d] + u[j] - best
-                if x > cut:
-                    e = math.exp(x) if x != 0.0 else 1.0
-            ex[d] = e
-            tot += e
-        beta_out[i] = best + math.log(tot) - step
         a = a_t[i]
-        if a == -np.inf:
-            continue
-        w = math.exp(a + best - step)
+        w = math.exp(a + best - step)  # 0 when a is -inf
+        tot = 0.0
+        if w > 0.0:
+            xr = xi_t[i]
+            for d in range(d0, d1):
+                x = row[d] + u[base + d] - best
+                if x > cut:
+                    ev = math.exp(x)
+                    tot += ev
+                    xr[d] += w * ev
+        else:
+            for d in range(d0, d1):
+                x = row[d] + u[base + d] - best
+                if x > cut:
+                    tot += math.exp(x)
+        beta_out[i] = best + math.log(tot) - step
         gamma_t[i] = w * tot
-        for d in range(W):
-            xi_b[i, d] += w * ex[d]
 
 
-@nb.njit(**_JIT)
-def banded_backward(em, band_s, lo, lengths, alpha, offset, cut, gamma, xi):
-    """Exact log-space backward over a band, after :func:`banded_forward` (log semiring,
-    every frame kept), with the posteriors.
-
-    ``em`` (B, T, K) log emissions; ``band_s`` (1|B, K, W) with ``band_s[., i, d] =
-    log A[i, i + lo + d]`` (-inf outside the matrix); ``alpha`` (T, B, K) and ``offset``
-    (T, B) from the forward pass. The backward scores are kept relative to the forward
-    offsets and log Z (``beta_t + offset_t - log Z``), so ``gamma = exp(alpha + beta)``
-    directly. Adds into ``gamma`` (T, B, K) and ``xi`` (B, K, W) (both zeroed by the caller)
-    the state posteriors and the expected counts of each band move summed over time; both
-    stay zero past each length and for sequences with no valid path."""
-    B, T, K = em.shape
-    for b in nb.prange(B):
-        bb = band_s[0] if band_s.shape[0] == 1 else band_s[b]
-        L = lengths[b]
-        # log Z relative to the last offset
-        mx = -np.inf
+@nb.njit(**_HELPER)
+def _band_backward_seq(
+    b, em, eidx, band_src, lo, lengths, log_final, alpha, offset, cut, gamma, xi, per_frame
+):
+    """:func:`band_backward` for sequence ``b`` (the prange body, compiled as an ordinary
+    function: the parallel lowering optimises loops less well)."""
+    B, T, E = em.shape
+    K = log_final.shape[1]
+    W = band_src.shape[3]
+    Tx = band_src.shape[1]
+    nT = 1 if xi.ndim == 3 else xi.shape[1]
+    xv = xi.reshape((B, nT, K, W))
+    bx = 0 if band_src.shape[0] == 1 else b
+    ex = eidx[0] if eidx.shape[0] == 1 else eidx[b]
+    ident = _is_identity(ex, E)
+    L = lengths[b]
+    for t in range(T):
         for i in range(K):
-            mx = max(mx, alpha[L - 1, b, i])
-        if mx == -np.inf:
-            continue  # no valid path: zero posteriors
-        s = 0.0
+            gamma[t, b, i] = 0.0
+    for t in range(nT):
         for i in range(K):
-            s += math.exp(alpha[L - 1, b, i] - mx)
-        z = mx + math.log(s)
-        beta = np.empty(K, dtype=em.dtype)
-        nxt = np.empty(K, dtype=em.dtype)
-        u = np.empty(K, dtype=em.dtype)
-        ex = np.empty(band_s.shape[2], dtype=em.dtype)
-        for i in range(K):
-            beta[i] = -z
-            gamma[L - 1, b, i] = math.exp(alpha[L - 1, b, i] - z)
-        for t in range(L - 2, -1, -1):
-            step = em.dtype.type(offset[t + 1, b] - offset[t, b])
-            for j in range(K):
-                u[j] = em[b, t + 1, j] + beta[j]
-            _band_back_step(alpha[t, b], u, bb, lo, step, cut, nxt, gamma[t, b], xi[b], ex)
-            for i in range(K):
-                beta[i] = nxt[i]
-
-
-@nb.njit(**_JIT)
-def banded_viterbi(em, log_pi, band_t, hi, lengths, path, valid):
-    """Viterbi over a band: the max-semiring forward of :func:`banded_forward` storing each
-    state's best band slot (int8), then back-tracking, per sequence.
-
-    Ties go to the lowest predecessor state (the first band slot), and the last frame's ties
-    to the lowest state, as the torch path (``argmax``). Writes ``path`` (B, T) (-1 past each
-    length and for sequences with no valid path) and ``valid`` (B,) (1 when a path exists).
-    The path's score is re-summed by the caller."""
-    B, T, K = em.shape
-    W = band_t.shape[1]
-    for b in nb.prange(B):
-        bb = band_t[0] if band_t.shape[0] == 1 else band_t[b]
-        L = lengths[b]
-        back = np.zeros((L, K), dtype=np.int8)
-        prev = np.empty(K, dtype=em.dtype)
-        cur = np.empty(K, dtype=em.dtype)
+            for d in range(W):
+                xv[b, t, i, d] = 0.0
+    # log Z relative to the last offset
+    mx = -np.inf
+    for i in range(K):
+        v = alpha[L - 1, b, i] + log_final[b, i]
+        if v > mx:
+            mx = v
+    if mx == -np.inf:
+        return  # no valid path: zero posteriors
+    s = 0.0
+    for i in range(K):
+        s += math.exp(alpha[L - 1, b, i] + log_final[b, i] - mx)
+    z = mx + math.log(s)
+    beta = np.empty(K, dtype=em.dtype)
+    nxt = np.empty(K, dtype=em.dtype)
+    u = np.empty(K, dtype=em.dtype)
+    ebuf = np.empty(K, dtype=em.dtype)
+    for i in range(K):
+        beta[i] = log_final[b, i] - z
+        gamma[L - 1, b, i] = math.exp(alpha[L - 1, b, i] + beta[i])
+    for t in range(L - 2, -1, -1):
+        step = offset[t + 1, b] - offset[t, b]
+        e = em[b, t + 1] if ident else ebuf
+        if not ident:
+            _gather(em[b, t + 1], ex, ebuf)
         for j in range(K):
-            prev[j] = log_pi[b, j] + em[b, 0, j]
-        for t in range(1, L):
-            fmx = -np.inf
+            u[j] = e[j] + beta[j]
+        bs = band_src[bx, 0 if Tx == 1 else t]
+        _band_back_step(
+            alpha[t, b], u, bs, lo, step, cut, nxt, gamma[t, b], xv[b, t if per_frame else 0]
+        )
+        for i in range(K):
+            beta[i] = nxt[i]
+
+
+@nb.njit(**_JIT)
+def band_backward(
+    em, eidx, band_src, lo, lengths, log_final, alpha, offset, cut, gamma, xi, per_frame
+):
+    """Exact log-space backward over a band after :func:`band_forward` (log semiring, S = T),
+    with the posteriors.
+
+    ``band_src`` (Bx, Tx, K, W) source-indexed, ``band_src[., t, i, d] = log A_t[i, i + lo +
+    d]`` (-inf outside the matrix); ``log_final`` (B, K); ``alpha``, ``offset`` from the
+    forward pass; log Z = logsumexp(alpha[L-1] + log_final) + offset[L-1]. The backward
+    scores are kept relative to the forward offsets and log Z, so ``gamma = exp(alpha +
+    beta)`` directly. Writes ``gamma`` (T, B, K) the state posteriors and ``xi`` the expected
+    counts of each band move: (B, K, W) summed over time, or (B, T-1, K, W) per frame
+    (``per_frame``; ``[b, t]`` the move from frame t to t+1). Both are written in full: zero
+    past each length and for sequences with no valid path."""
+    for b in nb.prange(em.shape[0]):
+        _band_backward_seq(
+            np.int64(b),
+            em,
+            eidx,
+            band_src,
+            lo,
+            lengths,
+            log_final,
+            alpha,
+            offset,
+            cut,
+            gamma,
+            xi,
+            per_frame,
+        )
+
+
+@nb.njit(**_HELPER)
+def _matvec_left(prev, A, cur):
+    """``cur[j] = sum_i prev[i] A[i, j]`` as rows of A scaled by prev[i] (contiguous over j),
+    two rows at a time, rows with a zero weight skipped."""
+    K = cur.shape[0]
+    for j in range(K):
+        cur[j] = 0.0
+    i = 0
+    while i + 1 < K:
+        a0 = prev[i]
+        a1 = prev[i + 1]
+        if a0 != 0.0 and a1 != 0.0:
+            r0 = A[i]
+            r1 = A[i + 1]
             for j in range(K):
-                best = -np.inf
-                arg = 0
-                for d in range(W):
-                    i = j - (hi - d)
-                    if 0 <= i < K:
-                        x = prev[i] + bb[d, j]
-                        if x > best:
-                            best = x
-                            arg = d
-                back[t, j] = arg
-                v = best + em[b, t, j]
+                cur[j] += a0 * r0[j] + a1 * r1[j]
+        elif a0 != 0.0:
+            r0 = A[i]
+            for j in range(K):
+                cur[j] += a0 * r0[j]
+        elif a1 != 0.0:
+            r1 = A[i + 1]
+            for j in range(K):
+                cur[j] += a1 * r1[j]
+        i += 2
+    if i < K:
+        a0 = prev[i]
+        if a0 != 0.0:
+            r0 = A[i]
+            for j in range(K):
+                cur[j] += a0 * r0[j]
+
+
+@nb.njit(**_HELPER)
+def _scaled_forward_seq(b, bs, pi, A, lengths, every, final_w, alpha, c, tiny, underflow, rest):
+    """:func:`scaled_forward` for sequence ``b`` (the prange body, compiled as an ordinary
+    function: the parallel lowering optimises loops less well)."""
+    T, B, K = bs.shape
+    S = alpha.shape[0]
+    Tx = A.shape[1]
+    ax = 0 if A.shape[0] == 1 else b
+    L = lengths[b]
+    flag = 0
+    cur = alpha[0, b]
+    s = 0.0
+    for j in range(K):
+        v = pi[b, j] * bs[0, b, j]
+        cur[j] = v
+        s += v
+    c[0, b] = s
+    if not s > tiny:
+        flag = 1
+        s = 1.0
+    inv = 1.0 / s
+    for j in range(K):
+        cur[j] *= inv
+    for t in range(1, L):
+        prev = alpha[(t - 1) % S, b]
+        cur = alpha[t % S, b]
+        _matvec_left(prev, A[ax, 0 if Tx == 1 else t - 1], cur)
+        if t % every == 0:
+            s = 0.0
+            for j in range(K):
+                v = cur[j] * bs[t, b, j]
                 cur[j] = v
-                fmx = max(fmx, v)
-            if fmx == -np.inf:
-                fmx = 0.0
+                s += v
+            c[t, b] = s
+            if not s > tiny:
+                flag = 1
+                s = 1.0
+            inv = 1.0 / s
             for j in range(K):
-                prev[j] = cur[j] - fmx
-        for t in range(L, T):
-            path[b, t] = -1
-        s = 0
-        for j in range(1, K):
-            if prev[j] > prev[s]:
-                s = j
-        if prev[s] == -np.inf:
-            valid[b] = 0
-            for t in range(L):
-                path[b, t] = -1
-            continue
-        valid[b] = 1
-        for t in range(L - 1, -1, -1):
-            path[b, t] = s
-            if t > 0:
-                s = s - (hi - back[t, s])
+                cur[j] *= inv
+        else:
+            for j in range(K):
+                cur[j] *= bs[t, b, j]
+            c[t, b] = 1.0
+    last = alpha[(L - 1) % S, b]
+    r = 0.0
+    for j in range(K):
+        r += last[j] * final_w[b, j]
+    rest[b] = r
+    if not r > tiny:
+        flag = 1
+    underflow[b] = flag
+    for t in range(L, T):
+        c[t, b] = 1.0
+        if S == T:
+            for j in range(K):
+                alpha[t, b, j] = 0.0
+
+
+@nb.njit(**_JIT)
+def scaled_forward(bs, pi, A, lengths, every, final_w, alpha, c, tiny, underflow, rest):
+    """Rabiner-scaled forward in probability space.
+
+    ``bs`` (T, B, K) emission likelihoods relative to each frame's best state; ``pi`` (B, K)
+    initial probabilities; ``A`` (Bx, Tx, K, K) transition probabilities. Frame t is
+    normalised when ``t % every == 0`` (frame 0 always): ``c[t, b]`` its sum and alpha
+    divided by it; other frames have c = 1 (also past each length). ``alpha`` (S, B, K):
+    S = T every frame (zero past each length), S = 2 two alternating ones. ``rest[b] =
+    sum_k alpha[L-1, b, k] * final_w[b, k]``; ``underflow[b]`` 1 when a normalised frame's
+    sum or ``rest`` is <= ``tiny`` (NaN included), else 0 (the caller recomputes those
+    sequences in log space). log p(x) = sum_t log c[t] + log rest (+ emission shifts)."""
+    for b in nb.prange(bs.shape[1]):
+        _scaled_forward_seq(
+            np.int64(b), bs, pi, A, lengths, every, final_w, alpha, c, tiny, underflow, rest
+        )
+
+
+@nb.njit(**_HELPER)
+def _scaled_backward_seq(b, bs, A, lengths, every, final_w, rest, alpha, c, gamma, xi, per_frame):
+    """:func:`scaled_backward` for sequence ``b`` (the prange body, compiled as an ordinary
+    function: the parallel lowering optimises loops less well)."""
+    T, B, K = bs.shape
+    Tx = A.shape[1]
+    nT = 1 if xi.ndim == 3 else xi.shape[1]
+    xv = xi.reshape((B, nT, K, K))
+    ax = 0 if A.shape[0] == 1 else b
+    L = lengths[b]
+    for t in range(T):
+        for j in range(K):
+            gamma[t, b, j] = 0.0
+    for t in range(nT):
+        for i in range(K):
+            for j in range(K):
+                xv[b, t, i, j] = 0.0
+    r = rest[b]
+    if not r > 0.0:
+        return
+    beta = np.empty(K, dtype=bs.dtype)
+    v = np.empty(K, dtype=bs.dtype)
+    fixed = Tx == 1 and not per_frame
+    acc = np.zeros((K, K) if fixed else (1, 1), dtype=bs.dtype)
+    inv_r = 1.0 / r
+    for j in range(K):
+        beta[j] = final_w[b, j] * inv_r
+        gamma[L - 1, b, j] = alpha[L - 1, b, j] * beta[j]
+    for t in range(L - 2, -1, -1):
+        inv = 1.0 / c[t + 1, b]
+        for j in range(K):
+            v[j] = bs[t + 1, b, j] * beta[j] * inv
+        At = A[ax, 0 if Tx == 1 else t]
+        # beta[i] = sum_j A[i, j] v[j]: a contiguous dot product per row
+        for i in range(K):
+            row = At[i]
+            sm = 0.0
+            for j in range(K):
+                sm += row[j] * v[j]
+            beta[i] = sm
+        for i in range(K):
+            ai = alpha[t, b, i]
+            gamma[t, b, i] = ai * beta[i]
+            if ai != 0.0:
+                if fixed:
+                    ar = acc[i]
+                    for j in range(K):
+                        ar[j] += ai * v[j]
+                else:
+                    row = At[i]
+                    xr = xv[b, t if per_frame else 0, i]
+                    for j in range(K):
+                        xr[j] += ai * row[j] * v[j]
+    if fixed:
+        A0 = A[ax, 0]
+        for i in range(K):
+            for j in range(K):
+                xv[b, 0, i, j] = acc[i, j] * A0[i, j]
+
+
+@nb.njit(**_JIT)
+def scaled_backward(bs, A, lengths, every, final_w, rest, alpha, c, gamma, xi, per_frame):
+    """Backward pass matching :func:`scaled_forward` (S = T), with the posteriors.
+
+    ``beta[L-1] = final_w / rest``; ``beta_t(i) = sum_j A_t(i, j) V_{t+1}(j)`` with
+    ``V_{t+1} = bs_{t+1} beta_{t+1} / c_{t+1}``. Writes ``gamma`` (T, B, K) = alpha * beta
+    (zero past each length) and ``xi`` ``alpha_t(i) A_t(i, j) V_{t+1}(j)``: (B, K, K) summed
+    over time, or (B, T-1, K, K) per frame (``per_frame``), zero past each length. Both are
+    written in full; a sequence whose ``rest`` is not positive gets zeros. ``every`` is
+    implied by ``c`` (1 on frames not normalised) and kept for the contract."""
+    for b in nb.prange(bs.shape[1]):
+        _scaled_backward_seq(
+            np.int64(b), bs, A, lengths, every, final_w, rest, alpha, c, gamma, xi, per_frame
+        )

@@ -2,99 +2,64 @@
 
 Every function takes the same inputs, which is all a model has to produce:
 
-- ``log_emissions`` (B, T, K): ``log p(x_t | z_t = k)`` for each of B padded sequences.
+- ``log_emissions`` (B, T, E): emission scores of B padded sequences; without
+  ``emission_index``, E = K and column k is ``log p(x_t | z_t = k)``.
 - ``log_initial`` (K,) or (B, K): ``log p(z_0 = k)``.
-- ``log_transitions`` (K, K) or (B, K, K): ``log p(z_t = j | z_{t-1} = i)`` at ``[i, j]``;
-  ``-inf`` marks a forbidden move. Left-to-right (banded) matrices are detected and run in
-  O(T*K*W) for W allowed moves per state (see :mod:`pytorch_hmm.core.transitions`).
+- ``log_transitions``: a :class:`~pytorch_hmm.core.transitions.Transitions` (dense or banded,
+  fixed or time-varying, built by the caller from the graph's structure) or a plain matrix
+  (K, K), (B, K, K) or time-varying (B, T-1, K, K) whose band is then found from its values
+  (:func:`~pytorch_hmm.core.transitions.make_transitions`).
 - ``lengths`` (B,) long, optional: the true length of each sequence; frames ``t >= lengths[b]``
   are padding and never read.
+- ``log_final`` (K,) or (B, K), optional: a score added to the state at each sequence's last
+  frame (-inf: may not end there). Default: any state may end.
+- ``emission_index`` (K,) or (B, K) long, optional: state k reads column
+  ``emission_index[..., k]`` of ``log_emissions`` (tied states, CTC's blank and labels), so
+  the (B, T, K) emissions are never materialised by the compiled kernels.
+- ``carry`` (:func:`forward`, :func:`viterbi`): continue from the previous chunk's
+  ``result.carry``; a sequence split into any chunks gives the whole-sequence result.
+  Time-varying transitions of a continued chunk have T moves along time (move 0 enters the
+  chunk's first frame from the carry's last).
+- ``on_impossible``: what a sequence that no state path can produce does: ``"warn"``,
+  ``"raise"`` (:class:`NoValidPathError`) or ``"ignore"``; it always gets ``-inf``.
+- ``backend``: ``"auto"``, ``"numba"`` or ``"torch"`` (:mod:`pytorch_hmm.core.backend`).
 
-All recursions are one code path run in a semiring (log-sum-exp for likelihoods, max for
-Viterbi). For the log semiring with dense transitions that have no zero entry, a rescaled
-probability-space recursion (matrix products) is used for speed; any sequence on which it would
-underflow is recomputed by the exact log-space recursion, so results never silently lose a
-valid path. Chains and other sparse graphs always take the exact log-space recursion.
+Where the forward algorithm is: one log-space recursion per backend, run in the log or max
+semiring over a band (a dense matrix is the full band): :func:`_torch_forward` (torch, every
+device) and ``band_forward`` (:mod:`pytorch_hmm.core._cpu_kernels`, CPU). Dense matrices with
+no zero entry also have a rescaled probability-space recursion (matrix products) for
+likelihoods and posteriors, :func:`_scaled_forward` (torch) and ``scaled_forward`` (CPU), both
+normalising every ``NORMALISE_EVERY`` frames; any sequence on which it would underflow is
+recomputed by the exact log-space recursion, so no valid path is silently lost.
 
-Cost: O(B*T*K*K) time (O(B*T*K*W) banded) and O(B*T*K) memory; gradients of
-:func:`log_likelihood` come from an explicit backward pass (posteriors), not an autograd tape.
-
-On CPU, with numba installed, the time loops of the rescaled recursion and of the banded
-log-space recursion run as compiled kernels (:mod:`pytorch_hmm.core._cpu_kernels`), the
-same algorithms without per-frame dispatch; the torch loops below are the reference and the
-path of every other device (``PYTORCH_HMM_DISABLE_NUMBA=1`` selects them on CPU too).
+Cost: O(B*T*K*W) time for W moves per state (W = K dense) and O(B*T*K) memory; gradients of
+:func:`log_likelihood` come from an explicit backward pass (the posteriors), not an autograd
+tape.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import math
-import threading
 import warnings
-from typing import Iterator, NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
+import numpy as np
 import torch
 
-from ._numba import load_kernels
+from .backend import cpu_kernels, kernel_call
 from .semiring import LogSemiring, MaxSemiring
-from .transitions import NEG_INF, Transitions, make_transitions
-from .validation import check_inputs
+from .transitions import (
+    NEG_INF,
+    Transitions,
+    band_counts_to_dense,
+    band_to_dense,
+    make_transitions,
+)
+from .validation import check_float, check_lengths, check_no_nan, shape_str
 
-# ------------------------------------------------------------------------------------------
-# results
-
-
-class ForwardResult(NamedTuple):
-    """``log_alpha`` (B, T, K): ``log p(x_0..x_t, z_t = k)``; padded frames are -inf.
-    ``log_likelihood`` (B,): ``log p(x_0..x_{L-1})`` (-inf when no state path is possible)."""
-
-    log_alpha: torch.Tensor
-    log_likelihood: torch.Tensor
-
-
-class PosteriorResult(NamedTuple):
-    """``log_likelihood`` (B,); ``state_posteriors`` (B, T, K): ``p(z_t = k | x)``, zero on
-    padded frames; ``transition_counts`` (B, K, K): ``sum_t p(z_t = i, z_{t+1} = j | x)``.
-    Sequences with no valid path have ``log_likelihood = -inf`` and zero posteriors."""
-
-    log_likelihood: torch.Tensor
-    state_posteriors: torch.Tensor
-    transition_counts: torch.Tensor
-
-
-class ViterbiResult(NamedTuple):
-    """``path`` (B, T) long: the best state sequence, -1 on padded frames (and on every frame
-    of a sequence with no valid path); ``score`` (B,): its log joint probability (-inf when
-    there is no valid path)."""
-
-    path: torch.Tensor
-    score: torch.Tensor
-
-
-# ------------------------------------------------------------------------------------------
-# preparation
-
-
-def _prepare(log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic):
-    lb, lpi, lA, lengths = check_inputs(
-        log_emissions, log_initial, log_transitions, lengths, check_stochastic=check_stochastic
-    )
-    trans = make_transitions(lA, topology)
-    return lb, lpi, trans, lengths
-
-
-def _time_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    """(T, B) bool, True on real frames."""
-    return torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
-
-
-# ------------------------------------------------------------------------------------------
-# exact log-space recursions (any semiring, dense or banded)
-
-
-# Log-space recursions add log-probabilities to running scores; in float32 the round-off of
-# those additions (relative to the score, not to the increment) builds up over long
-# sequences, so above this many frames the exact recursions accumulate in float64.
+KERNELS = "pytorch_hmm.core._cpu_kernels"
+# float32 problems longer than this accumulate the exact recursions in float64
 LONG_SEQUENCE = 4096
 # frames between normalisations of the rescaled recursion (each frame's mass falls by at most
 # its scale c_t; an underflow shows as a scale below sqrt(float tiny) and is recomputed)
@@ -104,34 +69,352 @@ NORMALISE_EVERY = 4
 EMISSION_FLOOR = math.log(torch.finfo(torch.float32).tiny) + 1.0
 
 
-@contextlib.contextmanager
-def _one_thread(x: torch.Tensor) -> Iterator[None]:
-    """Run a per-frame loop on one CPU thread. Each frame's operations are small (a (B, K) by
-    (K, K) product); splitting them over threads costs more in synchronisation than it saves
-    (measured: a 32x64 by 64x64 ``mm`` takes 4 us on one thread, 9 us on two). The setting is
-    restored afterwards, so the large operations around the loop keep every thread."""
-    n = torch.get_num_threads()
-    if x.device.type != "cpu" or n == 1:
-        yield
+class NoValidPathError(ValueError):
+    """Raised with ``on_impossible="raise"`` when no state path can produce a sequence."""
+
+
+# ------------------------------------------------------------------------------------------
+# results and carries
+
+
+class ForwardCarry(NamedTuple):
+    """State of a forward pass after a chunk: ``scores`` (B, K) log forward scores at each
+    sequence's last frame relative to ``offset`` (B,) float64; ``frames`` (B,) frames seen."""
+
+    scores: torch.Tensor
+    offset: torch.Tensor
+    frames: torch.Tensor
+
+
+class ViterbiCarry(NamedTuple):
+    """State of a Viterbi pass after a chunk: ``scores`` (B, K) best-path scores at each
+    sequence's last frame relative to ``offset`` (B,) float64, ``frames`` (B,) frames seen,
+    and per chunk so far its back-pointers ``back`` (B, T_c, K) long (the best predecessor
+    state of each state at each frame; -1 on a sequence's first frame) and ``lengths`` (B,).
+    """
+
+    scores: torch.Tensor
+    offset: torch.Tensor
+    frames: torch.Tensor
+    back: Tuple[torch.Tensor, ...]
+    lengths: Tuple[torch.Tensor, ...]
+
+    def best(self, log_final: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(state (B,), score (B,))``: the best state now and its path's log score."""
+        s = self.scores if log_final is None else self.scores + log_final
+        val, state = s.max(-1)
+        return state, (val.double() + self.offset).to(s.dtype)
+
+    def traceback(self, log_final: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The best path over every frame seen, (B, N) long (N = max frames, -1 beyond each
+        sequence's frames and for sequences with no valid path)."""
+        state, score = self.best(log_final)
+        B = state.shape[0]
+        N = int(self.frames.max()) if B else 0
+        path = torch.full((B, N), -1, dtype=torch.long)
+        cur = state.cpu().numpy().copy()
+        pos = self.frames.cpu().numpy().copy()
+        for back, lens in zip(reversed(self.back), reversed(self.lengths)):
+            bk = back.cpu().numpy()
+            ln = lens.cpu().numpy()
+            ar = np.arange(B)
+            pn = path.numpy()
+            for t in range(bk.shape[1] - 1, -1, -1):
+                on = t < ln
+                pos = np.where(on, pos - 1, pos)
+                idx = np.nonzero(on)[0]
+                pn[idx, pos[idx]] = cur[idx]
+                prev = bk[ar, t, np.maximum(cur, 0)]
+                cur = np.where(on & (prev >= 0), prev, cur)
+        ok = torch.isfinite(score).cpu()
+        return torch.where(ok.unsqueeze(1), path, -1).to(self.scores.device)
+
+
+class _ForwardFields(NamedTuple):
+    log_alpha: torch.Tensor
+    log_likelihood: torch.Tensor
+
+
+class ForwardResult(_ForwardFields):
+    """``log_alpha`` (B, T, K): ``log p(x_0..x_t, z_t = k)``; padded frames are -inf.
+    ``log_likelihood`` (B,): ``log p(x_0..x_{L-1})`` with ``log_final`` (-inf when no state
+    path is possible). ``carry`` (attribute, not a tuple field): a :class:`ForwardCarry` to
+    continue from."""
+
+    carry: Optional[ForwardCarry] = None
+
+
+class _PosteriorFields(NamedTuple):
+    log_likelihood: torch.Tensor
+    state_posteriors: torch.Tensor
+    transition_counts: torch.Tensor
+
+
+class PosteriorResult(_PosteriorFields):
+    """``log_likelihood`` (B,); ``state_posteriors`` (B, T, K): ``p(z_t = k | x)``, zero on
+    padded frames; ``transition_counts``: ``sum_t p(z_t = i, z_{t+1} = j | x)`` (B, K, K), or
+    with ``per_frame=True`` each move's counts (B, T-1, K, K). Counts come in the layout of the
+    transitions given: for a banded :class:`Transitions` (B, K, W) and (B, T-1, K, W), slot d
+    being the move ``i -> i + lo + d``; for a plain matrix, dense. Sequences with no valid
+    path have ``log_likelihood = -inf`` and zero posteriors."""
+
+
+class _ViterbiFields(NamedTuple):
+    path: torch.Tensor
+    score: torch.Tensor
+
+
+class ViterbiResult(_ViterbiFields):
+    """``path`` (B, T) long: the best state sequence, -1 on padded frames (and on every frame
+    of a sequence with no valid path); ``score`` (B,): its log joint probability (-inf when
+    there is no valid path). With a carry, ``path`` is the best path over this chunk's frames
+    given the data so far, and ``carry`` (attribute) a :class:`ViterbiCarry` whose
+    ``traceback()`` gives the whole path."""
+
+    carry: Optional[ViterbiCarry] = None
+
+
+def _with_carry(result, carry):
+    result.carry = carry
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+# inputs
+
+
+class _Problem:
+    """Validated inputs of one engine call."""
+
+    def __init__(
+        self,
+        log_emissions,
+        log_initial,
+        log_transitions,
+        lengths,
+        *,
+        log_final=None,
+        emission_index=None,
+        topology="auto",
+        check_stochastic=True,
+        backend=None,
+        carry=None,
+        atol=1e-4,
+    ):
+        check_float("log_emissions", log_emissions)
+        if log_emissions.dim() != 3:
+            raise ValueError(
+                f"log_emissions must have shape (B, T, K) (or (B, T, E) with emission_index), "
+                f"got {shape_str(log_emissions)}"
+            )
+        B, T, E = log_emissions.shape
+        if T == 0:
+            raise ValueError("log_emissions has T=0 frames: sequences must have at least one frame")
+        if E == 0:
+            raise ValueError("log_emissions has no columns (K=0 states)")
+        dev, dt = log_emissions.device, log_emissions.dtype
+        if isinstance(log_transitions, Transitions):
+            trans = log_transitions
+        else:
+            check_float("log_transitions", log_transitions)
+            _same(log_transitions, "log_transitions", dt, dev)
+            trans = make_transitions(log_transitions, topology)
+        _same(trans.values, "log_transitions", dt, dev)
+        K = trans.num_states
+        # emission columns
+        self.eidx = None
+        if emission_index is not None:
+            ei = torch.as_tensor(emission_index)
+            if ei.dtype.is_floating_point or ei.dtype == torch.bool:
+                raise TypeError(f"emission_index must be an integer tensor, got {ei.dtype}")
+            if ei.shape not in ((K,), (B, K)):
+                raise ValueError(
+                    f"emission_index must have shape (K,) or (B, K) = ({K},) or ({B}, {K}), "
+                    f"got {shape_str(ei)}"
+                )
+            ei = ei.to(device=dev, dtype=torch.long)
+            if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= E):
+                raise ValueError(
+                    f"emission_index values must lie in [0, {E}) (the columns of "
+                    f"log_emissions), got values in [{int(ei.min())}, {int(ei.max())}]"
+                )
+            self.eidx = ei.view(-1, K)
+        elif E != K:
+            raise ValueError(
+                f"log_emissions has {E} columns but the transitions have K={K} states; pass "
+                "emission_index to map states to columns"
+            )
+        # transitions
+        if trans.batch not in (1, B):
+            raise ValueError(
+                f"log_transitions has batch size {trans.batch}, expected 1 or B={B}: {trans!r}"
+            )
+        if trans.time_varying:
+            want = T if carry is not None else T - 1
+            if trans.steps != want:
+                what = "T (a continued chunk)" if carry is not None else "T-1"
+                raise ValueError(
+                    f"time-varying log_transitions must have {what} = {want} moves along "
+                    f"time (dim 1), got {trans.steps}: {trans!r}"
+                )
+        check_no_nan("log_emissions", log_emissions)
+        check_no_nan("log_transitions", trans.values)
+        # initial scores
+        if carry is None:
+            check_float("log_initial", log_initial)
+            _same(log_initial, "log_initial", dt, dev)
+            if log_initial.shape not in ((K,), (B, K)):
+                raise ValueError(
+                    f"log_initial must have shape (K,) or (B, K) = ({K},) or ({B}, {K}), "
+                    f"got {shape_str(log_initial)}"
+                )
+            check_no_nan("log_initial", log_initial)
+            self.lpi = log_initial.expand(B, K)
+        else:
+            self.lpi = None
+            _check_carry(carry, B, K, dev)
+        self.lf = None
+        if log_final is not None:
+            check_float("log_final", log_final)
+            _same(log_final, "log_final", dt, dev)
+            if log_final.shape not in ((K,), (B, K)):
+                raise ValueError(
+                    f"log_final must have shape (K,) or (B, K) = ({K},) or ({B}, {K}), "
+                    f"got {shape_str(log_final)}"
+                )
+            check_no_nan("log_final", log_final)
+            self.lf = log_final.expand(B, K)
+        if check_stochastic:
+            _check_stochastic(trans, None if carry is not None else log_initial, atol)
+        self.lengths = check_lengths(lengths, B, T, dev)
+        self.lb = log_emissions
+        self.trans = trans
+        self.B, self.T, self.K = B, T, K
+        self.carry = carry
+        self.kern = None
+        if dt in (torch.float32, torch.float64):
+            self.kern = cpu_kernels(KERNELS, dev, backend)
+        self._em = None
+
+    def emissions(self) -> torch.Tensor:
+        """(B, T, K) emission scores of the states (a gathered copy with emission_index)."""
+        if self._em is None:
+            if self.eidx is None:
+                self._em = self.lb
+            else:
+                B, T, _ = self.lb.shape
+                idx = self.eidx.expand(B, self.K).unsqueeze(1).expand(B, T, self.K)
+                self._em = self.lb.gather(2, idx)
+        return self._em
+
+    def eidx_np(self):
+        if self.eidx is None:
+            return np.arange(self.K, dtype=np.int64).reshape(1, self.K)
+        return self.eidx.cpu().numpy()
+
+    def promoted(self) -> _Problem:
+        """This problem in float64 when it is a float32 one longer than LONG_SEQUENCE frames:
+        the exact recursions' round-off in the scores' shape within a frame builds up over
+        long sequences, so they accumulate in float64 there (results are cast back)."""
+        if self.lb.dtype != torch.float32 or self.T <= LONG_SEQUENCE:
+            return self
+        q = object.__new__(_Problem)
+        q.__dict__.update(self.__dict__)
+        d = torch.float64
+        q.lb = self.lb.detach().to(d)
+        q.lpi = None if self.lpi is None else self.lpi.detach().to(d)
+        q.lf = None if self.lf is None else self.lf.detach().to(d)
+        q.trans = self.trans.to(d)
+        q._em = None if self._em is None else self._em.detach().to(d)
+        if self.carry is not None:
+            q.carry = self.carry._replace(scores=self.carry.scores.to(d))
+        return q
+
+    def select(self, idx: torch.Tensor) -> _Problem:
+        """The same problem for a sub-batch ``idx`` (the underflow fallback)."""
+        sub = object.__new__(_Problem)
+        sub.__dict__.update(self.__dict__)
+        sub.lb = self.lb[idx]
+        sub.eidx = None if self.eidx is None or self.eidx.shape[0] == 1 else self.eidx[idx]
+        sub.lpi = None if self.lpi is None else self.lpi[idx]
+        sub.lf = None if self.lf is None else self.lf[idx]
+        sub.lengths = self.lengths[idx]
+        sub.trans = self.trans.select(idx)
+        sub.B = int(idx.numel())
+        sub._em = None if self._em is None else self._em[idx]
+        return sub
+
+
+def _same(x, name, dt, dev):
+    if x.dtype != dt:
+        raise TypeError(f"{name} has dtype {x.dtype} but log_emissions has {dt}; use one dtype")
+    if x.device != dev:
+        raise ValueError(
+            f"{name} is on {x.device} but log_emissions is on {dev}; move them to one device"
+        )
+
+
+def _check_carry(carry, B, K, dev):
+    if not isinstance(carry, (ForwardCarry, ViterbiCarry)):
+        raise TypeError(
+            f"carry must be the .carry of a previous forward or viterbi result, got "
+            f"{type(carry).__name__}"
+        )
+    if carry.scores.shape != (B, K):
+        raise ValueError(
+            f"carry holds scores of shape {shape_str(carry.scores)}, but this chunk has "
+            f"B={B} sequences of K={K} states"
+        )
+    if carry.scores.device != dev:
+        raise ValueError(f"carry is on {carry.scores.device} but log_emissions is on {dev}")
+
+
+def _check_stochastic(trans: Transitions, log_initial, atol):
+    with torch.no_grad():
+        s = torch.logsumexp(trans.values, dim=-1).exp()
+        bad = (s - 1).abs() > atol
+        if bad.any():
+            i = torch.nonzero(bad)[0].tolist()
+            where = f"row {i[2]}" + (f" of sequence {i[0]}" if trans.batch > 1 else "")
+            if trans.time_varying:
+                where += f" at move {i[1]}"
+            raise ValueError(
+                f"rows of exp(log_transitions) must sum to one: {where} sums to "
+                f"{s[tuple(i)].item():.6g}. Normalise them (e.g. log_softmax) or pass "
+                "check_stochastic=False for unnormalised scores"
+            )
+        if log_initial is not None:
+            s0 = torch.logsumexp(log_initial, dim=-1).exp()
+            if ((s0 - 1).abs() > atol).any():
+                raise ValueError(
+                    f"exp(log_initial) must sum to one, it sums to "
+                    f"{s0.flatten()[0].item():.6g}; pass check_stochastic=False for "
+                    "unnormalised scores"
+                )
+
+
+def _report_impossible(score: torch.Tensor, what: str, mode: str) -> None:
+    if mode == "ignore":
         return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+    bad = torch.nonzero(~torch.isfinite(score)).flatten().tolist()
+    if not bad:
+        return
+    msg = (
+        f"{what}: no valid state path for sequence(s) {bad[:10]}"
+        f"{' ...' if len(bad) > 10 else ''}: every path has probability zero under the model "
+        "(log-likelihood -inf)"
+    )
+    if mode == "raise":
+        raise NoValidPathError(msg)
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
-def _kernels(x: torch.Tensor):
-    """The compiled CPU kernels (:mod:`pytorch_hmm.core._cpu_kernels`) when ``x`` is a
-    float32/float64 CPU tensor and numba is available, else None (torch paths)."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        return None
-    return load_kernels("pytorch_hmm.core._cpu_kernels")
-
-
-# numba's parallel loops must not be entered from two Python threads at once (its workqueue
-# threading layer aborts the process): kernel calls are serialised
-_KERNEL_LOCK = threading.Lock()
+def _check_mode(on_impossible: str) -> str:
+    if on_impossible not in ("warn", "raise", "ignore"):
+        raise ValueError(
+            f"on_impossible must be 'warn', 'raise' or 'ignore', got {on_impossible!r}"
+        )
+    return on_impossible
 
 
 def _np(x: torch.Tensor):
@@ -139,560 +422,521 @@ def _np(x: torch.Tensor):
     return x.detach().contiguous().numpy()
 
 
-def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
-    if x.dtype == torch.float32 and x.shape[0] > LONG_SEQUENCE:
-        return torch.float64
-    return x.dtype
+def _cut(dtype) -> float:
+    # a term this far below the largest leaves a float log-sum unchanged
+    return -20.0 if dtype == torch.float32 else -40.0
 
 
-def _frame_max(lb_tm: torch.Tensor) -> torch.Tensor:
-    """Best emission score of each frame (T, B), 0 where every state is impossible."""
-    m = lb_tm.amax(-1)
+def _rowmax(x: torch.Tensor) -> torch.Tensor:
+    """Max of each row (B, K) -> (B,), 0 where the row is all -inf."""
+    m = x.amax(-1)
     return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
 
 
-def _recentre(x: torch.Tensor, inc: torch.Tensor) -> None:
-    """Subtract each row's max from ``x`` (B, K) in place and record it in ``inc`` (B, 1).
-
-    Scores are only compared or normalised within one frame, so a per-frame offset changes
-    nothing, but it keeps float32 scores near zero, where their round-off is smallest; the
-    offsets are summed in float64. A row of -inf (no valid path) records -1e30, not -inf, so
-    no NaN appears; its log-likelihood is -inf all the same."""
-    torch.amax(x, -1, keepdim=True, out=inc)
-    inc.clamp_(min=-1e30)
-    x.sub_(inc)
-
-
-class _ForwardPass(NamedTuple):
-    """Result of :func:`_semiring_forward`, all time-major. The true forward score is
-    ``alpha + offset`` (offset (T, B) float64); ``em`` (T, B, K) are the emissions relative to
-    each frame's best state, as the recursion used them, and ``inc`` (T, B, 1) the maxima
-    subtracted when re-centring each frame. Without history (``lengths`` given) ``alpha`` is
-    (B, K), each sequence's scores at its last frame, and ``offset`` (B,) their offsets."""
-
-    alpha: torch.Tensor
-    offset: torch.Tensor
-    inc: torch.Tensor
-    em: torch.Tensor
-
-
-def _semiring_forward(
-    semiring,
-    lb_tm: torch.Tensor,
-    log_pi: torch.Tensor,
-    trans: Transitions,
-    every: Optional[int] = None,
-    lengths: Optional[torch.Tensor] = None,
-) -> _ForwardPass:
-    """The forward recursion in a semiring (log forward probabilities for LogSemiring,
-    Viterbi scores for MaxSemiring). ``lb_tm`` (T, B, K) time-major emissions.
-
-    With ``lengths`` (B,) only each sequence's last frame is kept (a log-likelihood needs no
-    more): two alternating frame buffers instead of a (T, B, K) table.
-
-    Each frame's scores are re-centred (their max subtracted, after emissions relative to the
-    frame's best state): only differences within a frame matter to any result, and scores near
-    zero keep float32 round-off small; the offsets are kept in float64."""
-    acc_dtype = _accumulation_dtype(lb_tm)
-    if acc_dtype != lb_tm.dtype:
-        lb_tm, log_pi, trans = lb_tm.to(acc_dtype), log_pi.to(acc_dtype), trans.to(acc_dtype)
-    T, B, K = lb_tm.shape
-    # sums (and their posteriors) need every frame re-centred; max decisions tolerate drift
-    # over a few frames, and the Viterbi score is re-summed along the path anyway
-    if every is None:
-        every = 1 if semiring is LogSemiring else 8
-    history = lengths is None
-    kernels = _kernels(lb_tm) if trans.banded else None
-    if kernels is not None and (not history or semiring is MaxSemiring):
-        return _banded_forward_compiled(kernels, semiring, lb_tm, log_pi, trans, lengths)
-    lb_tm = lb_tm.contiguous()
-    inc = lb_tm.new_zeros(T, B, 1)
-    m = _frame_max(lb_tm)
-    em_all = lb_tm - m.unsqueeze(-1)
-    incl, em = inc.unbind(0), em_all.unbind(0)
-    # frame buffers, each padded by W - 1 slots of -inf for the banded windows
-    W, hi = (trans.width, trans.hi) if trans.banded else (1, 0)
-    buf = lb_tm.new_full((T if history else 2, B, K + W - 1), NEG_INF)
-    slots = buf.unbind(0)
-    al = [x[:, hi : hi + K] for x in slots]
-    torch.add(log_pi, em[0], out=al[0])
-    # sequences ending at each frame (history-free mode keeps their last scores)
-    ends = {}
-    if not history:
-        final = lb_tm.new_empty(B, K)
-        for b, n in enumerate(lengths.tolist()):
-            ends.setdefault(n - 1, []).append(b)
-        ends = {t: torch.tensor(b, device=lb_tm.device) for t, b in ends.items()}
-
-    def keep(t, cur):
-        idx = ends.get(t)
-        if idx is not None:
-            final.index_copy_(0, idx, cur.index_select(0, idx))
-
-    if not history:
-        keep(0, al[0])
-    n_slots = len(slots)
-    # a banded frame is a few small operations: one thread; a dense one reduces (B, K, K)
-    # scores, large enough to share out
-    with _one_thread(buf) if trans.banded else contextlib.nullcontext():
-        if trans.banded:
-            # the W predecessors of every state, as one ready-made (W, B, K) view per slot
-            # (slicing inside the loop costs as much as the arithmetic): a frame is one
-            # addition of the band, W - 1 binary pluses and one addition of the emissions
-            st = buf.stride(1)
-            win = [x.as_strided((W, B, K), (1, st, 1), x.storage_offset()) for x in slots]
-            band = trans.band_dst.to(buf.dtype).permute(2, 0, 1).contiguous()  # (W, 1|B, K)
-            scratch = buf.new_empty(W, B, K)
-            cols = scratch.unbind(0)
-            acc = buf.new_empty(B, K)
-            plus = semiring.plus
-            for t in range(1, T):
-                cur = al[t % n_slots]
-                torch.add(win[(t - 1) % n_slots], band, out=scratch)
-                if W == 1:
-                    torch.add(cols[0], em[t], out=cur)
-                else:
-                    plus(cols[0], cols[1], out=acc if W > 2 else cur)
-                    for d in range(2, W):
-                        plus(acc, cols[d], out=acc if d < W - 1 else cur)
-                    cur.add_(em[t])
-                if t % every == 0:
-                    _recentre(cur, incl[t])
-                if not history:
-                    keep(t, cur)
-        else:
-            # dense: every (source -> state) score, reduced over sources
-            gather, reduce = trans.gather_predecessors, semiring.reduce
-            for t in range(1, T):
-                cur = al[t % n_slots]
-                torch.add(reduce(gather(al[(t - 1) % n_slots]), -1), em[t], out=cur)
-                if t % every == 0:
-                    _recentre(cur, incl[t])
-                if not history:
-                    keep(t, cur)
-    offset = (inc.squeeze(-1).double() + m.double()).cumsum(0)
-    if not history:
-        ar = torch.arange(B, device=lb_tm.device)
-        return _ForwardPass(final, offset[lengths - 1, ar], inc, em_all)
-    return _ForwardPass(buf[:, :, hi : hi + K], offset, inc, em_all)
-
-
-def _banded_forward_compiled(kernels, semiring, lb_tm, log_pi, trans, lengths):
-    """:func:`_semiring_forward` over a band by the compiled CPU kernel, for a log-likelihood
-    (``lengths`` given: last frames only) or Viterbi scores (every frame). The result's
-    ``offset`` is already cumulative; ``inc`` and ``em`` are not produced (None)."""
-    T, B, K = lb_tm.shape
-    history = lengths is None
-    L = torch.full((B,), T, dtype=torch.long) if history else lengths
-    alpha = lb_tm.new_empty(T if history else 2, B, K)
-    offset = torch.empty(T, B, dtype=torch.float64)
-    final = lb_tm.new_empty(B, K)
-    band_t = trans.band_dst.to(lb_tm.dtype).permute(0, 2, 1)  # (1|B, W, K)
-    # a term this far below the largest leaves a float log-sum unchanged
-    cut = -20.0 if lb_tm.dtype == torch.float32 else -40.0
-    with _KERNEL_LOCK:
-        kernels.banded_forward(
-            _np(lb_tm.transpose(0, 1)),
-            _np(log_pi.expand(B, K)),
-            _np(band_t),
-            trans.hi,
-            _np(L),
-            semiring is MaxSemiring,
-            cut,
-            alpha.numpy(),
-            offset.numpy(),
-            final.numpy(),
-        )
-    if history:
-        return _ForwardPass(alpha, offset, None, None)
-    ar = torch.arange(B)
-    return _ForwardPass(final, offset[lengths - 1, ar], None, None)
-
-
-def _banded_posteriors_compiled(kernels, lb_tm, log_pi, trans, lengths):
-    """:func:`_exact_posteriors` over a band by the compiled CPU kernels: the forward pass
-    keeps every frame, the backward pass writes the posteriors and band counts directly."""
-    out_dtype = lb_tm.dtype
-    acc_dtype = _accumulation_dtype(lb_tm)
-    if acc_dtype != out_dtype:
-        lb_tm, log_pi, trans = lb_tm.to(acc_dtype), log_pi.to(acc_dtype), trans.to(acc_dtype)
-    T, B, K = lb_tm.shape
-    fwd = _banded_forward_compiled(kernels, LogSemiring, lb_tm, log_pi, trans, None)
-    ar = torch.arange(B)
-    logZ = torch.logsumexp(fwd.alpha[lengths - 1, ar], -1).double() + fwd.offset[lengths - 1, ar]
-    gamma = lb_tm.new_zeros(T, B, K)
-    xi = lb_tm.new_zeros(B, K, trans.width)
-    cut = -20.0 if lb_tm.dtype == torch.float32 else -40.0
-    with _KERNEL_LOCK:
-        kernels.banded_backward(
-            _np(lb_tm.transpose(0, 1)),
-            _np(trans.band_src.to(lb_tm.dtype)),
-            trans.lo,
-            _np(lengths),
-            fwd.alpha.numpy(),
-            fwd.offset.numpy(),
-            cut,
-            gamma.numpy(),
-            xi.numpy(),
-        )
-    xi = trans.band_to_dense(xi)
-    return logZ.to(out_dtype), gamma.to(out_dtype), xi.to(out_dtype)
-
-
-def _log_backward(fwd: _ForwardPass, trans: Transitions, lengths: torch.Tensor) -> torch.Tensor:
-    """Exact log beta, scaled by the forward pass's offsets (Rabiner's scaling in log form).
-
-    Returns ``beta_s`` (T, B, K) with ``beta = beta_s + log Z - offset``: then
-    ``alpha_s + beta_s = log p(z_t | x)`` directly, and scores of states that matter stay
-    near zero, whatever the other states do."""
-    em_all = fwd.em
-    T, B, K = em_all.shape
-    trans = trans.to(em_all.dtype) if trans.log_A.dtype != em_all.dtype else trans
-    ar = torch.arange(B, device=em_all.device)
-    last = torch.logsumexp(fwd.alpha[lengths - 1, ar], -1)
-    last = torch.where(torch.isfinite(last), last, torch.zeros_like(last))
-    beta = (-last).view(1, B, 1).expand(T, B, K).contiguous()
-    t_idx = torch.arange(T, device=em_all.device)
-    active = (t_idx.unsqueeze(1) < (lengths - 1).unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
-    # beta_s[t] = logsumexp_j(log_A[i, j] + em[t+1, j] + beta_s[t+1, j]) - inc[t+1]
-    bl, em, al, il = beta.unbind(0), em_all.unbind(0), active.unbind(0), fwd.inc.unbind(0)
-    if trans.banded:
-        W, lo = trans.width, trans.lo
-        scratch = em_all.new_full((B, K + W - 1), NEG_INF)
-        sv = scratch[:, -lo : -lo + K]
-        bands = [trans.band_src[..., d].contiguous() for d in range(W)]
-        for t in range(T - 2, -1, -1):
-            torch.add(em[t + 1], bl[t + 1], out=sv)
-            acc = scratch[:, 0:K] + bands[0]
-            for d in range(1, W):
-                acc = torch.logaddexp(acc, scratch[:, d : d + K] + bands[d])
-            bl[t].copy_(torch.where(al[t], acc - il[t + 1], bl[t]))
-    else:
-        gather = trans.gather_successors
-        for t in range(T - 2, -1, -1):
-            bt = torch.logsumexp(gather(em[t + 1] + bl[t + 1]), dim=-1)
-            bl[t].copy_(torch.where(al[t], bt - il[t + 1], bl[t]))
-    return beta
-
-
-def _log_total(fwd: _ForwardPass, lengths: torch.Tensor) -> torch.Tensor:
-    """Log-likelihood (B,) from a forward pass: logsumexp of alpha at ``L - 1``, in float64."""
-    if fwd.alpha.dim() == 2:  # history-free pass: last frames only
-        return torch.logsumexp(fwd.alpha, dim=-1).double() + fwd.offset
-    B = fwd.alpha.shape[1]
-    ar = torch.arange(B, device=fwd.alpha.device)
-    return (
-        torch.logsumexp(fwd.alpha[lengths - 1, ar], dim=-1).double() + fwd.offset[lengths - 1, ar]
-    )
-
-
-def _exact_posteriors(lb_tm, log_pi, trans, lengths):
-    """Exact log-space forward-backward. Returns (logZ (B,), gamma (T,B,K), xi (B,K,K))."""
-    out_dtype = lb_tm.dtype
-    T, B, K = lb_tm.shape
-    kernels = _kernels(lb_tm) if trans.banded else None
-    if kernels is not None:
-        return _banded_posteriors_compiled(kernels, lb_tm, log_pi, trans, lengths)
-    lb_tm = lb_tm.contiguous()
-    fwd = _semiring_forward(LogSemiring, lb_tm, log_pi, trans)
-    trans = trans.to(fwd.alpha.dtype) if fwd.alpha.dtype != out_dtype else trans
-    beta = _log_backward(fwd, trans, lengths)
-    alpha, em = fwd.alpha, fwd.em
-    logZ64 = _log_total(fwd, lengths)
-    ok = torch.isfinite(logZ64)
-    mask = _time_mask(lengths, T) & ok.unsqueeze(0)
-    gamma = torch.where(mask.unsqueeze(-1), (alpha + beta).exp(), 0.0)
-    # expected transition counts, in chunks of frames to bound memory:
-    # xi_t(i, j) = exp(alpha_s[t, i] + log_A[i, j] + em[t+1, j] + beta_s[t+1, j] - inc[t+1])
-    W = K if not trans.banded else trans.width
-    xi = alpha.new_zeros(B, K, W)
-    chunk = max(1, min(T - 1, (1 << 22) // max(1, B * K * W))) if T > 1 else 1
-    v = em + beta
-    step = fwd.inc.squeeze(-1)
-    for t0 in range(0, T - 1, chunk):
-        t1 = min(T - 1, t0 + chunk)
-        s = trans.gather_successors(v[t0 + 1 : t1 + 1]) + alpha[t0:t1].unsqueeze(-1)
-        s = s - step[t0 + 1 : t1 + 1].view(t1 - t0, B, 1, 1)
-        m = mask[t0 + 1 : t1 + 1].view(t1 - t0, B, 1, 1)
-        xi += torch.where(m, s.exp(), 0.0).sum(0)
-    if trans.banded:
-        xi = trans.band_to_dense(xi)
-    return logZ64.to(out_dtype), gamma.to(out_dtype), xi.to(out_dtype)
+def _time_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(T, B) bool, True on real frames."""
+    return torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
 
 
 # ------------------------------------------------------------------------------------------
-# fast rescaled recursion (log semiring, dense transitions)
+# the exact log-space recursion (log or max semiring, any operator)
+
+
+class _Pass(NamedTuple):
+    """A forward pass: ``alpha`` (T, B, K) scores relative to ``offset`` (T, B) float64 (None
+    without history), ``final`` (B, K) each sequence's last-frame scores relative to
+    ``final_offset`` (B,) float64, ``back`` (B, T, K) long predecessor states (max semiring
+    with back-pointers; -1 on frame 0 of a sequence without carry) or None."""
+
+    alpha: Optional[torch.Tensor]
+    offset: Optional[torch.Tensor]
+    final: torch.Tensor
+    final_offset: torch.Tensor
+    back: Optional[torch.Tensor]
+
+
+def _initial(p: _Problem, semiring) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
+    """Scores entering frame 0 (before its emission), their offset (B,) float64, the
+    back-pointers into frame 0 (B, K) long and the operator for the moves within the chunk."""
+    if p.carry is None:
+        z = torch.zeros(p.B, dtype=torch.float64, device=p.lb.device)
+        back0 = torch.full((p.B, p.K), -1, dtype=torch.long, device=p.lb.device)
+        return p.lpi, z, back0, p.trans
+    _, rest = p.trans.split_first()
+    s = p.trans.predecessors(p.carry.scores.to(p.lb.dtype), p.trans.forward_step(0))
+    if semiring is MaxSemiring:
+        arg = s.argmax(-1)
+        init = s.gather(-1, arg.unsqueeze(-1)).squeeze(-1)
+        back0 = p.trans.slot_to_state(arg)
+    else:
+        init = torch.logsumexp(s, -1)
+        back0 = None
+    return init, p.carry.offset.double(), back0, rest
+
+
+def _run_forward(p: _Problem, semiring, history: bool, store_back: bool = False) -> _Pass:
+    """The forward recursion on the chosen backend."""
+    init, base, back0, trans = _initial(p, semiring)
+    if p.kern is not None:
+        out = _kernel_forward(p, semiring, history, store_back, init, trans)
+    else:
+        out = _torch_forward(p, semiring, history, store_back, init, trans)
+    alpha, offset, final, foff, back = out
+    if offset is not None:
+        offset = offset + base.unsqueeze(0)
+    foff = foff + base
+    if back is not None:
+        back[:, 0] = back0
+    return _Pass(alpha, offset, final, foff, back)
+
+
+def _kernel_forward(p, semiring, history, store_back, init, trans):
+    B, T, K = p.B, p.T, p.K
+    lb = p.lb
+    dst = trans.dest_band()  # (Bx, Tx, K, W)
+    band = dst.transpose(-1, -2)  # (Bx, Tx, W, K)
+    alpha = lb.new_empty(T if history else 2, B, K)
+    offset = torch.empty(T, B, dtype=torch.float64)
+    final = lb.new_empty(B, K)
+    back = torch.empty(B, T if store_back else 1, K if store_back else 1, dtype=torch.int32)
+    with kernel_call():
+        p.kern.band_forward(
+            _np(lb),
+            p.eidx_np(),
+            _np(init.expand(B, K)),
+            _np(band),
+            trans.hi,
+            _np(p.lengths),
+            semiring is MaxSemiring,
+            _cut(lb.dtype),
+            alpha.numpy(),
+            offset.numpy(),
+            final.numpy(),
+            back.numpy(),
+            store_back,
+        )
+    ar = torch.arange(B)
+    foff = offset[p.lengths - 1, ar]
+    bk = None
+    if store_back:  # band slots -> predecessor states
+        j = torch.arange(K, dtype=torch.long)
+        bk = (j - (trans.hi - back.long())).clamp_(0, K - 1)
+    return (alpha if history else None), (offset if history else None), final, foff, bk
+
+
+def _torch_forward(p, semiring, history, store_back, init, trans):
+    em = p.emissions().transpose(0, 1)  # (T, B, K) view
+    T, B, K = em.shape
+    dev = em.device
+    L = p.lengths
+    is_max = semiring is MaxSemiring
+    W = trans.width
+    # a reduction over a tiny last axis is slow: up to 4 slots reduce as binary pluses
+    pairwise = trans.is_banded and W <= 4 and not is_max
+    cur = init + em[0]
+    m = cur.amax(-1, keepdim=True).clamp_(min=-1e30)  # all -inf: -1e30, no NaN
+    cur = cur - m
+    incs, alphas, backs = [m], [cur], []
+    ends = {} if history else _end_frames(L)
+    final = cur.clone() if not history else None
+
+    def keep(t, x):
+        idx = ends.get(t)
+        if idx is not None:
+            final.index_copy_(0, idx, x.index_select(0, idx))
+
+    if not history:
+        keep(0, cur)
+    for t in range(1, T):
+        s = trans.predecessors(cur, trans.forward_step(t - 1))
+        if is_max:
+            arg = s.argmax(-1, keepdim=True)
+            v = s.gather(-1, arg).squeeze(-1)
+            if store_back:
+                backs.append(trans.slot_to_state(arg.squeeze(-1)))
+        elif pairwise:
+            v = s[..., 0]
+            for d in range(1, W):
+                v = torch.logaddexp(v, s[..., d])
+        else:
+            v = torch.logsumexp(s, -1)
+        v = v + em[t]
+        m = v.amax(-1, keepdim=True).clamp_(min=-1e30)
+        cur = v - m
+        incs.append(m)
+        if history:
+            alphas.append(cur)
+        elif ends:
+            keep(t, cur)
+    offset = torch.cat(incs, -1).t().double().cumsum(0)  # (T, B)
+    back = None
+    if store_back:
+        b0 = torch.full((B, K), -1, dtype=torch.long, device=dev)
+        back = torch.stack([b0] + backs, 1)
+    ar = torch.arange(B, device=dev)
+    foff = offset[L - 1, ar]
+    if history:
+        alpha = torch.stack(alphas)
+        mask = _time_mask(L, T).unsqueeze(-1)
+        alpha = torch.where(mask, alpha, NEG_INF)
+        return alpha, offset, alpha[L - 1, ar], foff, back
+    return None, None, final, foff, back
 
 
 def _end_frames(lengths: torch.Tensor) -> dict:
-    """``{t: indices of the sequences whose last frame is t}`` (a history-free recursion keeps
-    each sequence's last frame as it passes)."""
+    """``{t: indices of the sequences whose last frame is t}``."""
     ends: dict = {}
     for b, n in enumerate(lengths.tolist()):
         ends.setdefault(n - 1, []).append(b)
     return {t: torch.tensor(b, device=lengths.device) for t, b in ends.items()}
 
 
-def _shifted_emissions(lb_tm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Emission likelihoods relative to each frame's best state: ``exp(lb - m)`` (T, B, K) and
-    the shift ``m`` (T, B, 1) (0 on frames where every state is impossible).
-
-    Emissions below ``EMISSION_FLOOR`` of the frame's best state are set to exactly zero
-    (clamped before exp, zeroed after it, each in place): in float32 they would be denormals
-    (7-30x slower arithmetic on x86; exp(-inf) is a slow path too), and in float64 their
-    products with small forward probabilities are. With transitions that have no zero entry
-    (the only ones this recursion takes) every state receives at least ``min A / max A`` of
-    the frame's mass, so a dropped term changes a frame's total by less than
-    ``EMISSION_FLOOR * max A / min A`` relatively: far below float64 round-off."""
-    m = lb_tm.amax(-1, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    floor = max(EMISSION_FLOOR, math.log(torch.finfo(lb_tm.dtype).tiny) + 1.0)
-    bs = torch.sub(lb_tm, m).clamp_(min=floor).exp_()
-    torch.nn.functional.threshold_(bs, 1.5 * math.exp(floor), 0.0)
-    return bs, m
+def _total(final: torch.Tensor, foff: torch.Tensor, lf) -> torch.Tensor:
+    """log Z (B,) float64 from last-frame scores."""
+    s = final if lf is None else final + lf
+    return torch.logsumexp(s, -1).double() + foff
 
 
-class _ScaledForward(NamedTuple):
-    """Result of :func:`_scaled_forward`: ``alpha`` (T, B, K) rescaled forward probabilities
-    (None without history); ``log_c`` (T, B) the log scale of each frame, emission shift
-    included, so that ``log p(x) = sum_t log_c``; ``bs`` (T, B, K) the shifted emission
-    likelihoods (1 on padding); ``c`` (T, B, 1) the scales (1 between normalisations);
-    ``underflow`` (B,) sequences to recompute exactly; ``A`` (1|B, K, K) the transition
-    probabilities; ``rest`` (B,) the mass left at each sequence's last frame."""
+def _log_backward(p: _Problem, fwd: _Pass) -> torch.Tensor:
+    """Exact log beta relative to the forward offsets and log Z (T, B, K): with it
+    ``exp(alpha + beta)`` are the state posteriors directly (torch, every device)."""
+    em = p.emissions().transpose(0, 1)
+    T, B, K = em.shape
+    trans = p.trans
+    L = p.lengths
+    ar = torch.arange(B, device=em.device)
+    lf = p.lf if p.lf is not None else em.new_zeros(B, K)
+    zrel = torch.logsumexp(fwd.alpha[L - 1, ar] + lf, -1)
+    zrel = torch.where(torch.isfinite(zrel), zrel, torch.zeros_like(zrel))
+    init = lf - zrel.unsqueeze(-1)
+    inc = (fwd.offset[1:] - fwd.offset[:-1]).to(em.dtype)  # (T-1, B)
+    betas = [init]
+    nxt = init
+    for t in range(T - 2, -1, -1):
+        s = trans.successors(em[t + 1] + nxt, trans.step(t))
+        bt = torch.logsumexp(s, -1) - inc[t].unsqueeze(-1)
+        nxt = torch.where((t < L - 1).unsqueeze(-1), bt, init)
+        betas.append(nxt)
+    return torch.stack(betas[::-1])
 
-    alpha: Optional[torch.Tensor]
-    log_c: torch.Tensor
-    bs: torch.Tensor
-    c: torch.Tensor
-    underflow: torch.Tensor
-    A: torch.Tensor
-    rest: torch.Tensor
+
+def _exact_posteriors(p: _Problem, per_frame: bool):
+    """Exact log-space forward-backward: (logZ (B,) float64, gamma (T, B, K), xi) with xi in
+    the operator's layout, (B, K, K|W) summed or (B, T-1, K, K|W) per frame."""
+    out_dtype = p.lb.dtype
+    p = p.promoted()
+    B, T, K = p.B, p.T, p.K
+    fwd = _run_forward(p, LogSemiring, history=True)
+    logZ = _total(fwd.final, fwd.final_offset, p.lf)
+    if p.kern is not None:
+        gamma, xi = _kernel_backward(p, fwd, per_frame)
+        return logZ, gamma.to(out_dtype), xi.to(out_dtype)
+    beta = _log_backward(p, fwd)
+    ok = torch.isfinite(logZ)
+    mask = _time_mask(p.lengths, T) & ok.unsqueeze(0)
+    gamma = torch.where(mask.unsqueeze(-1), (fwd.alpha + beta).exp(), 0.0)
+    em = p.emissions().transpose(0, 1)
+    inc = (fwd.offset[1:] - fwd.offset[:-1]).to(em.dtype)
+    trans = p.trans
+    W = trans.width
+    frames = []
+    xi = em.new_zeros(B, K, W)
+    for t in range(T - 1):
+        s = trans.successors(em[t + 1] + beta[t + 1], trans.step(t))
+        s = s + fwd.alpha[t].unsqueeze(-1) - inc[t].view(B, 1, 1)
+        x = torch.where(mask[t + 1].view(B, 1, 1), s.exp(), 0.0)
+        if per_frame:
+            frames.append(x)
+        else:
+            xi += x
+    if per_frame:
+        xi = torch.stack(frames, 1) if frames else em.new_zeros(B, 0, K, W)
+    return logZ, gamma.to(out_dtype), xi.to(out_dtype)
 
 
-def _scaled_forward(lb_tm, log_pi, log_A, lengths, history: bool = True) -> _ScaledForward:
-    """Rabiner-scaled forward in probability space (matrix products). Without ``history``
-    only two frame buffers are kept (a log-likelihood needs no more). On CPU the compiled
-    kernel runs it (every frame normalised, each sequence stopping at its length)."""
-    T, B, K = lb_tm.shape
-    mask = _time_mask(lengths, T)  # (T, B)
-    bs, m = _shifted_emissions(lb_tm)
-    kernels = _kernels(lb_tm)
-    if kernels is not None:
-        A = log_A.exp().contiguous()
-        alpha = lb_tm.new_empty(T if history else 2, B, K)
-        c = lb_tm.new_empty(T, B)
-        flags = torch.zeros(B, dtype=torch.uint8)
-        tiny = torch.finfo(lb_tm.dtype).tiny ** 0.5
-        pi = log_pi.exp().expand(B, K)
-        with _KERNEL_LOCK:
-            kernels.scaled_forward(
-                _np(bs),
-                _np(pi),
-                _np(A),
-                _np(lengths),
-                alpha.numpy(),
-                c.numpy(),
-                tiny,
-                flags.numpy(),
-            )
-        log_c = torch.where(mask, c.log() + m.squeeze(-1), torch.zeros_like(c))
-        return _ScaledForward(
-            alpha if history else None, log_c, bs, c.unsqueeze(-1), flags.bool(), A, c.new_ones(B)
+def _kernel_backward(p: _Problem, fwd: _Pass, per_frame: bool):
+    B, T, K = p.B, p.T, p.K
+    src, lo = p.trans.source_band()
+    W = src.shape[-1]
+    gamma = p.lb.new_zeros(T, B, K)
+    xi = p.lb.new_zeros((B, max(T - 1, 0), K, W) if per_frame else (B, K, W))
+    lf = p.lf if p.lf is not None else p.lb.new_zeros(B, K)
+    with kernel_call():
+        p.kern.band_backward(
+            _np(p.lb),
+            p.eidx_np(),
+            _np(src),
+            lo,
+            _np(p.lengths),
+            _np(lf),
+            fwd.alpha.numpy(),
+            _np(fwd.offset),
+            _cut(p.lb.dtype),
+            gamma.numpy(),
+            xi.numpy(),
+            per_frame,
         )
-    if bool((lengths < T).any()):
-        bs = torch.where(mask.unsqueeze(-1), bs, torch.ones_like(bs))  # padding: neutral frames
-    A = log_A.exp()
-    shared = A.shape[0] == 1
-    A0 = A[0]
-    alpha = lb_tm.new_empty(T if history else 2, B, K)
-    # the scale c_t may be any positive number as long as the backward pass uses the same:
-    # normalising every NORMALISE_EVERY frames (c_t = 1 in between) halves the work a frame
-    c = lb_tm.new_ones(T, B, 1)
-    al, cl, bl = alpha.unbind(0), c.unbind(0), bs.unbind(0)
-    n_slots = len(al)
-    a = log_pi.exp() * bs[0]
-    torch.sum(a, -1, keepdim=True, out=cl[0])
-    torch.div(a, cl[0], out=al[0])
-    # what the last real frame of each sequence still holds (1 when it was normalised)
-    rest = lb_tm.new_ones(B)
-    ends = {} if history else _end_frames(lengths)
-
-    def keep(t, cur):
-        idx = ends.get(t)
-        if idx is not None:
-            rest.index_copy_(0, idx, cur.index_select(0, idx).sum(-1))
-
-    keep(0, al[0])
-    with _one_thread(lb_tm):
-        for t in range(1, T):
-            prev, cur = al[(t - 1) % n_slots], al[t % n_slots]
-            if shared:
-                torch.mm(prev, A0, out=cur)
-            else:
-                cur.copy_(torch.bmm(prev.unsqueeze(1), A).squeeze(1))
-            cur.mul_(bl[t])
-            if t % NORMALISE_EVERY == 0:
-                torch.sum(cur, -1, keepdim=True, out=cl[t])
-                cur.div_(cl[t])
-            if ends:
-                keep(t, cur)
-    ar = torch.arange(B, device=lb_tm.device)
-    if history:
-        rest = alpha[lengths - 1, ar].sum(-1)  # (B,)
-    c2 = c.squeeze(-1)
-    tiny = torch.finfo(lb_tm.dtype).tiny ** 0.5
-    good = (c2 > tiny) | ~mask  # NaN compares False
-    underflow = ~good.all(0) | ~(rest > tiny)
-    log_c = torch.where(mask, c2.log() + m.squeeze(-1), torch.zeros_like(c2))
-    log_c[lengths - 1, ar] += rest.log()
-    return _ScaledForward(alpha if history else None, log_c, bs, c, underflow, A, rest)
-
-
-def _scaled_posteriors(lb_tm, log_pi, log_A, lengths):
-    T, B, K = lb_tm.shape
-    alpha, log_c, bs, c, underflow, A, rest = _scaled_forward(lb_tm, log_pi, log_A, lengths)
-    logZ = log_c.double().sum(0).to(log_c.dtype)
-    kernels = _kernels(lb_tm)
-    if kernels is not None:  # compiled backward: posteriors and transition counts directly
-        gamma = torch.empty_like(alpha)
-        xi = alpha.new_empty(B, K, K)
-        At = A.transpose(1, 2).contiguous()
-        with _KERNEL_LOCK:
-            kernels.scaled_backward(
-                _np(bs),
-                _np(A),
-                _np(At),
-                _np(lengths),
-                alpha.numpy(),
-                _np(c.squeeze(-1)),
-                gamma.numpy(),
-                xi.numpy(),
-            )
-        return logZ, gamma, xi, underflow
-    mask = _time_mask(lengths, T)
-    shared = A.shape[0] == 1
-    At = A[0].t().contiguous()
-    # p(x) = prod(c) * rest: starting beta at 1 / rest makes alpha * beta the posteriors
-    inv_rest = (1.0 / rest).view(B, 1)
-    beta = lb_tm.new_empty(T, B, K)
-    beta[T - 1] = inv_rest
-    # V_t = b_t * beta_t / c_t, the weight of arriving in each state at frame t (c_t is 1
-    # except on the normalised frames)
-    V = lb_tm.new_empty(T, B, K)
-    betl, Vl, bsl, cl = beta.unbind(0), V.unbind(0), bs.unbind(0), c.unbind(0)
-    padded = bool((lengths < T).any())
-    if padded:
-        t_idx = torch.arange(T, device=lb_tm.device)
-        reset = (t_idx.unsqueeze(1) >= (lengths - 1).unsqueeze(0)).unsqueeze(-1)
-        rl = reset.unbind(0)
-    with _one_thread(lb_tm):
-        for t in range(T - 2, -1, -1):
-            v = Vl[t + 1]
-            torch.mul(bsl[t + 1], betl[t + 1], out=v)
-            if (t + 1) % NORMALISE_EVERY == 0:
-                v.div_(cl[t + 1])
-            if shared:
-                torch.mm(v, At, out=betl[t])
-            else:
-                betl[t].copy_(torch.bmm(A, v.unsqueeze(-1)).squeeze(-1))
-            if padded:  # beta is 1 / rest at and after each sequence's last frame
-                torch.where(rl[t], inv_rest, betl[t], out=betl[t])
-    Vm = torch.where(mask[1:].unsqueeze(-1), V[1:], 0.0) if padded else V[1:]  # (T-1, B, K)
-    xi = torch.bmm(alpha[:-1].permute(1, 2, 0), Vm.transpose(0, 1)) * A  # (B, K, K)
-    gamma = alpha.mul_(beta)  # alpha is not needed any more: the posteriors take its place
-    if padded:
-        gamma = torch.where(mask.unsqueeze(-1), gamma, 0.0)
-    return logZ, gamma, xi, underflow
+    if not p.trans.is_banded:  # the full band back to K x K
+        xi = band_counts_to_dense(xi, lo)
+    return gamma, xi
 
 
 # ------------------------------------------------------------------------------------------
-# shared drivers
+# the rescaled recursion (log semiring, dense transitions with no zero entry)
 
 
-def _use_scaled(trans: Transitions) -> bool:
+def _use_scaled(p: _Problem) -> bool:
     """The rescaled recursion keeps one scale per frame, so a state whose mass drifts far
     below the others' (possible when moves are forbidden: chains, sparse graphs) could be lost
     without any sign. Every state feeds every other in a matrix with no zero entry, which
     bounds that drift; anything else takes the exact log-space recursion."""
-    if trans.banded:
+    trans = p.trans
+    if trans.is_banded or p.carry is not None:
         return False
     if trans.scaled_ok is None:
-        trans.scaled_ok = bool(torch.isfinite(trans.log_A).all())
+        trans.scaled_ok = bool(torch.isfinite(trans.values).all())
     return trans.scaled_ok
 
 
-def _posteriors_tm(lb_tm, log_pi, trans, lengths):
-    """Posteriors in time-major layout: (logZ (B,), gamma (T,B,K), xi (B,K,K)). ``lb_tm``
-    may be a time-major view of batch-major emissions (the compiled kernels read those)."""
-    if not _use_scaled(trans):
-        return _exact_posteriors(lb_tm, log_pi, trans, lengths)
-    lb_tm = lb_tm.contiguous()
-    logZ, gamma, xi, underflow = _scaled_posteriors(lb_tm, log_pi, trans.log_A, lengths)
-    if underflow.any():
-        idx = torch.nonzero(underflow).squeeze(1)
-        sub = Transitions(trans.log_A if trans.log_A.shape[0] == 1 else trans.log_A[idx], False)
-        z2, g2, x2 = _exact_posteriors(lb_tm[:, idx], log_pi[idx], sub, lengths[idx])
-        logZ = logZ.index_copy(0, idx, z2)
-        gamma = gamma.index_copy(1, idx, g2)
-        xi = xi.index_copy(0, idx, x2)
+def _shifted_emissions(em_tm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Emission likelihoods relative to each frame's best state: ``exp(lb - m)`` (T, B, K) and
+    the shift ``m`` (T, B) (0 on frames where every state is impossible).
+
+    Emissions below ``EMISSION_FLOOR`` of the frame's best state are set to exactly zero: in
+    float32 they would be denormals (7-30x slower arithmetic on x86), and in float64 their
+    products with small forward probabilities are. With transitions that have no zero entry
+    (the only ones this recursion takes) every state receives at least ``min A / max A`` of
+    the frame's mass, so a dropped term changes a frame's total by less than
+    ``EMISSION_FLOOR * max A / min A`` relatively: far below float64 round-off."""
+    m = em_tm.amax(-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    floor = max(EMISSION_FLOOR, math.log(torch.finfo(em_tm.dtype).tiny) + 1.0)
+    bs = torch.sub(em_tm, m).clamp_(min=floor).exp_()
+    torch.nn.functional.threshold_(bs, 1.5 * math.exp(floor), 0.0)
+    return bs, m.squeeze(-1)
+
+
+class _Scaled(NamedTuple):
+    alpha: Optional[torch.Tensor]  # (T, B, K) or None
+    c: torch.Tensor  # (T, B) scales (1 between normalisations and past each length)
+    rest: torch.Tensor  # (B,) mass left at the last frame, final weights applied
+    underflow: torch.Tensor  # (B,) bool
+    bs: torch.Tensor
+    A: torch.Tensor  # (Bx, Tx, K, K)
+    fw: torch.Tensor  # (B, K) final weights
+
+
+def _scaled_forward(p: _Problem, history: bool) -> _Scaled:
+    """Rabiner-scaled forward in probability space, normalised every NORMALISE_EVERY frames."""
+    em = p.emissions().transpose(0, 1)
+    T, B, K = em.shape
+    bs, m = _shifted_emissions(em)
+    A = p.trans.values.exp()
+    pi = p.lpi.exp()
+    fw = p.lf.exp() if p.lf is not None else em.new_ones(B, K)
+    tiny = torch.finfo(em.dtype).tiny ** 0.5
+    L = p.lengths
+    if p.kern is not None:
+        alpha = em.new_empty(T if history else 2, B, K)
+        c = em.new_empty(T, B)
+        flags = torch.zeros(B, dtype=torch.uint8)
+        rest = em.new_empty(B)
+        with kernel_call():
+            p.kern.scaled_forward(
+                _np(bs),
+                _np(pi),
+                _np(A),
+                _np(L),
+                NORMALISE_EVERY,
+                _np(fw),
+                alpha.numpy(),
+                c.numpy(),
+                tiny,
+                flags.numpy(),
+                rest.numpy(),
+            )
+        under = flags.bool()
+    else:
+        if bool((L < T).any()):  # padding: neutral frames (no NaN from empty frames)
+            bs = torch.where(_time_mask(L, T).unsqueeze(-1), bs, torch.ones_like(bs))
+        alpha, c, rest = _scaled_forward_torch(bs, pi, A, L, fw, history, p.trans.time_varying)
+        mask = _time_mask(L, T)
+        good = (c > tiny) | ~mask  # NaN compares False
+        under = ~good.all(0) | ~(rest > tiny)
+    p._shift = m
+    return _Scaled(alpha if history else None, c, rest, under, bs, A, fw)
+
+
+def _scaled_forward_torch(bs, pi, A, L, fw, history, tv):
+    T, B, K = bs.shape
+    shared = A.shape[0] == 1
+    c = bs.new_ones(T, B)
+    a = pi * bs[0]
+    c[0] = a.sum(-1)
+    a = a / c[0].unsqueeze(-1)
+    alphas = [a]
+    fin = a
+    ends = (L - 1).view(B, 1)
+    for t in range(1, T):
+        At = A[:, t - 1 if tv else 0]
+        a = (a @ At[0]) if shared else torch.bmm(a.unsqueeze(1), At).squeeze(1)
+        a = a * bs[t]
+        if t % NORMALISE_EVERY == 0:
+            c[t] = a.sum(-1)
+            a = a / c[t].unsqueeze(-1)
+        if history:
+            alphas.append(a)
+        else:
+            fin = torch.where(ends == t, a, fin)
+    mask = _time_mask(L, T)
+    c = torch.where(mask, c, torch.ones_like(c))
+    if history:
+        alpha = torch.stack(alphas)
+        fin = alpha[L - 1, torch.arange(B, device=bs.device)]
+    else:
+        alpha = None
+    rest = (fin * fw).sum(-1)
+    return alpha, c, rest
+
+
+def _scaled_log_z(p: _Problem, sc: _Scaled) -> torch.Tensor:
+    mask = _time_mask(p.lengths, p.T)
+    log_c = torch.where(mask, sc.c.log() + p._shift, torch.zeros_like(sc.c))
+    return log_c.double().sum(0) + sc.rest.double().log()
+
+
+def _scaled_posteriors(p: _Problem, per_frame: bool):
+    sc = _scaled_forward(p, history=True)
+    logZ = _scaled_log_z(p, sc)
+    T, B, K = p.T, p.B, p.K
+    L = p.lengths
+    tv = p.trans.time_varying
+    alpha, c, bs, A = sc.alpha, sc.c, sc.bs, sc.A
+    if p.kern is not None:
+        gamma = torch.empty_like(alpha)
+        xi = alpha.new_zeros((B, max(T - 1, 0), K, K) if per_frame else (B, K, K))
+        with kernel_call():
+            p.kern.scaled_backward(
+                _np(bs),
+                _np(A),
+                _np(L),
+                NORMALISE_EVERY,
+                _np(sc.fw),
+                _np(sc.rest),
+                alpha.numpy(),
+                _np(c),
+                gamma.numpy(),
+                xi.numpy(),
+                per_frame,
+            )
+        return logZ, gamma, xi, sc.underflow
+    shared = A.shape[0] == 1
+    init = sc.fw / sc.rest.unsqueeze(-1)
+    betas = [init]
+    vs = []
+    b = init
+    for t in range(T - 2, -1, -1):
+        v = bs[t + 1] * b / c[t + 1].unsqueeze(-1)
+        At = A[:, t if tv else 0]
+        bt = (v @ At[0].t()) if shared else torch.bmm(At, v.unsqueeze(-1)).squeeze(-1)
+        b = torch.where((t < L - 1).unsqueeze(-1), bt, init)
+        betas.append(b)
+        vs.append(v)
+    beta = torch.stack(betas[::-1])
+    mask = _time_mask(L, T)
+    gamma = torch.where(mask.unsqueeze(-1), alpha * beta, 0.0)
+    if T > 1:
+        V = torch.stack(vs[::-1])  # (T-1, B, K): V[t] enters frame t + 1
+        V = torch.where(mask[1:].unsqueeze(-1), V, 0.0)
+        if per_frame:
+            At = A if tv else A.expand(A.shape[0], T - 1, K, K)
+            xi = alpha[:-1].transpose(0, 1).unsqueeze(-1) * At * V.transpose(0, 1).unsqueeze(-2)
+        else:
+            xi = torch.bmm(alpha[:-1].permute(1, 2, 0), V.transpose(0, 1)) * A[:, 0]
+    else:
+        xi = alpha.new_zeros((B, 0, K, K) if per_frame else (B, K, K))
+    return logZ, gamma, xi, sc.underflow
+
+
+# ------------------------------------------------------------------------------------------
+# drivers
+
+
+def _posteriors(p: _Problem, per_frame: bool = False):
+    """(logZ (B,) dtype, gamma (T, B, K), xi in the operator's layout)."""
+    if not _use_scaled(p):
+        logZ, gamma, xi = _exact_posteriors(p, per_frame)
+    else:
+        logZ, gamma, xi, under = _scaled_posteriors(p, per_frame)
+        if under.any():
+            idx = torch.nonzero(under).squeeze(1)
+            z2, g2, x2 = _exact_posteriors(p.select(idx), per_frame)
+            logZ = logZ.index_copy(0, idx, z2)
+            gamma = gamma.index_copy(1, idx, g2)
+            xi = xi.index_copy(0, idx, x2)
     bad = ~torch.isfinite(logZ)
     if bad.any():
         gamma = torch.where(bad.view(1, -1, 1), 0.0, gamma)
-        xi = torch.where(bad.view(-1, 1, 1), 0.0, xi)
+        xi = torch.where(bad.view(-1, *([1] * (xi.dim() - 1))), 0.0, xi)
         logZ = torch.where(bad, torch.full_like(logZ, NEG_INF), logZ)
-    return logZ, gamma, xi
+    return logZ.to(p.lb.dtype), gamma, xi
+
+
+def _log_likelihood(p: _Problem) -> torch.Tensor:
+    if _use_scaled(p):
+        sc = _scaled_forward(p, history=False)
+        logZ = _scaled_log_z(p, sc)
+        if sc.underflow.any():
+            idx = torch.nonzero(sc.underflow).squeeze(1)
+            logZ = logZ.index_copy(0, idx, _log_likelihood_exact(p.select(idx)))
+    else:
+        logZ = _log_likelihood_exact(p)
+    logZ = logZ.to(p.lb.dtype)
+    return torch.where(torch.isfinite(logZ), logZ, torch.full_like(logZ, NEG_INF))
+
+
+def _log_likelihood_exact(p: _Problem) -> torch.Tensor:
+    p = p.promoted()
+    fwd = _run_forward(p, LogSemiring, history=False)
+    return _total(fwd.final, fwd.final_offset, p.lf)
 
 
 class _HMMLogLikelihood(torch.autograd.Function):
-    """log Z with an explicit backward: d log Z / d log_b = posteriors, d / d log_A = expected
-    transition counts, d / d log_pi = first-frame posteriors. Memory O(B*T*K)."""
+    """log Z with an explicit backward: d log Z / d log_b = posteriors, d / d transitions =
+    expected transition counts (per frame when they vary over time), d / d log_pi =
+    first-frame posteriors, d / d log_final = last-frame posteriors. Memory O(B*T*K)."""
 
     @staticmethod
-    def forward(ctx, log_emissions, log_initial, log_transitions, lengths, topology):
-        lb_tm = log_emissions.transpose(0, 1).contiguous()
-        B = log_emissions.shape[0]
-        lpi = log_initial.expand(B, -1) if log_initial.dim() == 1 else log_initial
-        lA = log_transitions if log_transitions.dim() == 3 else log_transitions.unsqueeze(0)
-        trans = make_transitions(lA, topology)
-        ctx.save_for_backward(lb_tm, lpi, lA, lengths)
-        ctx.topology = topology
-        ctx.pi_shape = log_initial.shape
-        ctx.A_shape = log_transitions.shape
-        if not any(ctx.needs_input_grad[:3]):
-            return _log_likelihood_tm(lb_tm, lpi, trans, lengths)
-        logZ, gamma, xi = _posteriors_tm(lb_tm, lpi, trans, lengths)
+    def forward(ctx, lb, lpi, values, lf, p):
+        ctx.p = p
+        logZ, gamma, xi = _posteriors(p, per_frame=p.trans.time_varying)
         ctx.gamma, ctx.xi = gamma, xi
         return logZ
 
     @staticmethod
     def backward(ctx, grad):
-        gamma, xi = ctx.gamma, ctx.xi
+        p, gamma, xi = ctx.p, ctx.gamma, ctx.xi
         g = torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
-        g_b = (gamma * g.view(1, -1, 1)).transpose(0, 1)
-        g_pi = gamma[0] * g.view(-1, 1)
-        if len(ctx.pi_shape) == 1:
-            g_pi = g_pi.sum(0)
-        g_A = xi * g.view(-1, 1, 1)
-        if len(ctx.A_shape) == 2:
-            g_A = g_A.sum(0)
-        return g_b, g_pi, g_A, None, None
-
-
-def _log_likelihood_tm(lb_tm, log_pi, trans, lengths):
-    if not _use_scaled(trans):
-        # a likelihood alone tolerates a few frames of drift between re-centrings
-        fwd = _semiring_forward(LogSemiring, lb_tm, log_pi, trans, every=8, lengths=lengths)
-        return _log_total(fwd, lengths).to(lb_tm.dtype)
-    lb_tm = lb_tm.contiguous()
-    sf = _scaled_forward(lb_tm, log_pi, trans.log_A, lengths, history=False)
-    log_c, underflow = sf.log_c, sf.underflow
-    logZ = log_c.double().sum(0).to(log_c.dtype)
-    if underflow.any():
-        idx = torch.nonzero(underflow).squeeze(1)
-        sub = Transitions(trans.log_A if trans.log_A.shape[0] == 1 else trans.log_A[idx], False)
-        fwd = _semiring_forward(LogSemiring, lb_tm[:, idx], log_pi[idx], sub, lengths=lengths[idx])
-        logZ = logZ.index_copy(0, idx, _log_total(fwd, lengths[idx]).to(logZ.dtype))
-    return torch.where(torch.isfinite(logZ), logZ, torch.full_like(logZ, NEG_INF))
+        gt = gamma.transpose(0, 1) * g.view(-1, 1, 1)  # (B, T, K)
+        g_b = g_pi = g_A = g_f = None
+        if ctx.needs_input_grad[0]:
+            if p.eidx is None:
+                g_b = gt
+            else:
+                B, T, K = gt.shape
+                idx = p.eidx.expand(B, K).unsqueeze(1).expand(B, T, K)
+                g_b = gt.new_zeros(p.lb.shape).scatter_add_(2, idx, gt)
+        if ctx.needs_input_grad[1]:
+            g_pi = gt[:, 0]
+        if ctx.needs_input_grad[2]:
+            x = xi * g.view(-1, *([1] * (xi.dim() - 1)))
+            if not p.trans.time_varying:
+                x = x.unsqueeze(1)
+            g_A = x.sum(0, keepdim=True) if p.trans.batch == 1 else x
+        if ctx.needs_input_grad[3]:
+            ar = torch.arange(p.B, device=gt.device)
+            g_f = gt[ar, p.lengths - 1]
+        return g_b, g_pi, g_A, g_f, None
 
 
 # ------------------------------------------------------------------------------------------
@@ -701,234 +945,353 @@ def _log_likelihood_tm(lb_tm, log_pi, trans, lengths):
 
 def _eager(fn):
     """Keep torch.compile (dynamo) out of the engine: its time loops would be unrolled frame by
-    frame. A compiled model graph-breaks here and compiles everything around the engine."""
-    compiler = getattr(torch, "compiler", None)
-    disable = getattr(compiler, "disable", None)
-    return disable(fn) if disable is not None else fn
+    frame. A compiled model graph-breaks here and compiles everything around the engine.
+    ``torch.compiler.disable`` is applied on the first call made under compilation, so
+    importing the library does not import dynamo (seconds at start-up)."""
+    disabled = []
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        compiler = getattr(torch, "compiler", None)
+        if compiler is not None and compiler.is_compiling():
+            if not disabled:
+                disabled.append(compiler.disable(fn))
+            return disabled[0](*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+_COMMON = """
+    Common keyword arguments: ``log_final`` (K,)|(B, K), ``emission_index`` (K,)|(B, K),
+    ``topology`` ("auto", "dense", "banded": how a plain matrix is read), ``check_stochastic``
+    (rows of exp(log_transitions) and exp(log_initial) must sum to one; False for unnormalised
+    scores), ``backend`` and ``on_impossible``; see :mod:`pytorch_hmm.core.inference`."""
 
 
 @_eager
 def log_likelihood(
     log_emissions: torch.Tensor,
     log_initial: torch.Tensor,
-    log_transitions: torch.Tensor,
+    log_transitions,
     lengths: Optional[torch.Tensor] = None,
     *,
+    log_final: Optional[torch.Tensor] = None,
+    emission_index: Optional[torch.Tensor] = None,
     topology: str = "auto",
     check_stochastic: bool = True,
+    backend: Optional[str] = None,
+    on_impossible: str = "ignore",
 ) -> torch.Tensor:
     """Log-likelihood ``log p(x_0..x_{L-1})`` of each sequence, (B,).
 
-    Differentiable with respect to all three log-probability inputs through an explicit
-    backward pass (the posteriors), in O(B*T*K) memory. -inf for a sequence that no state path
-    can produce. ``topology``: "auto" (banded fast path when the matrix is banded), "dense" or
-    "banded". ``check_stochastic``: verify that rows of ``exp(log_transitions)`` and
-    ``exp(log_initial)`` sum to one (pass False for unnormalised scores).
+    Differentiable with respect to the emissions, the initial scores, the transitions (fixed
+    or time-varying, dense or banded values) and ``log_final``, through an explicit backward
+    pass (the posteriors), in O(B*T*K) memory. -inf for a sequence that no state path can
+    produce.
     """
-    lb, lpi, lA, lengths = check_inputs(
-        log_emissions, log_initial, log_transitions, lengths, check_stochastic=check_stochastic
+    _check_mode(on_impossible)
+    p = _Problem(
+        log_emissions,
+        log_initial,
+        log_transitions,
+        lengths,
+        log_final=log_final,
+        emission_index=emission_index,
+        topology=topology,
+        check_stochastic=check_stochastic,
+        backend=backend,
     )
-    if not (
-        torch.is_grad_enabled()
-        and any(t.requires_grad for t in (log_emissions, log_initial, log_transitions))
-    ):
-        # no gradient wanted: the forward pass alone (a time-major view: the compiled
-        # kernels read the emissions batch-major, the torch paths make it contiguous)
-        lb_tm = lb.transpose(0, 1)
-        return _log_likelihood_tm(lb_tm, lpi, make_transitions(lA, topology), lengths)
-    del lpi, lA  # the autograd function broadcasts the originals, so gradients keep their shapes
-    return _HMMLogLikelihood.apply(lb, log_initial, log_transitions, lengths, topology)
+    values = p.trans.values
+    lf = p.lf
+    wants = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (log_emissions, p.lpi, values, lf)
+    )
+    if not wants:
+        with torch.no_grad():
+            out = _log_likelihood(p)
+    else:
+        out = _HMMLogLikelihood.apply(log_emissions, p.lpi, values, lf, p)
+    _report_impossible(out, "log_likelihood", on_impossible)
+    return out
+
+
+log_likelihood.__doc__ += _COMMON
 
 
 @_eager
 def forward(
     log_emissions: torch.Tensor,
-    log_initial: torch.Tensor,
-    log_transitions: torch.Tensor,
+    log_initial: Optional[torch.Tensor],
+    log_transitions,
     lengths: Optional[torch.Tensor] = None,
     *,
+    log_final: Optional[torch.Tensor] = None,
+    emission_index: Optional[torch.Tensor] = None,
+    carry: Optional[ForwardCarry] = None,
     topology: str = "auto",
     check_stochastic: bool = True,
+    backend: Optional[str] = None,
+    on_impossible: str = "ignore",
 ) -> ForwardResult:
-    """The forward pass: ``log_alpha`` (B, T, K) and ``log_likelihood`` (B,). Exact log space.
+    """The forward pass: ``log_alpha`` (B, T, K) and ``log_likelihood`` (B,) (of every frame
+    so far, with a carry), exact log space; ``result.carry`` continues it on the next chunk
+    (``log_initial`` is then ignored and may be None).
 
     Not differentiable through an explicit backward: use :func:`log_likelihood` for gradients.
     """
-    lb, lpi, trans, lengths = _prepare(
-        log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
+    _check_mode(on_impossible)
+    p = _Problem(
+        log_emissions,
+        log_initial,
+        log_transitions,
+        lengths,
+        log_final=log_final,
+        emission_index=emission_index,
+        topology=topology,
+        check_stochastic=check_stochastic,
+        backend=backend,
+        carry=carry,
     )
-    lb_tm = lb.transpose(0, 1).contiguous()
+    dt = p.lb.dtype
     with torch.no_grad():
-        fwd = _semiring_forward(LogSemiring, lb_tm, lpi, trans)
-        logZ = _log_total(fwd, lengths).to(lb.dtype)
-        alpha = (fwd.alpha.double() + fwd.offset.unsqueeze(-1)).to(lb.dtype)
-        mask = _time_mask(lengths, lb.shape[1]).unsqueeze(-1)
-        alpha = torch.where(mask, alpha, NEG_INF)
-    return ForwardResult(alpha.transpose(0, 1), logZ)
+        p = p.promoted()
+        fwd = _run_forward(p, LogSemiring, history=True)
+        logZ = _total(fwd.final, fwd.final_offset, p.lf).to(dt)
+        alpha = (fwd.alpha.double() + fwd.offset.unsqueeze(-1)).to(dt)
+        alpha = torch.where(_time_mask(p.lengths, p.T).unsqueeze(-1), alpha, NEG_INF)
+        frames = p.lengths + (0 if carry is None else carry.frames.to(p.lengths.device))
+        new = ForwardCarry(fwd.final.to(dt), fwd.final_offset, frames)
+    _report_impossible(logZ, "forward", on_impossible)
+    return _with_carry(ForwardResult(alpha.transpose(0, 1), logZ), new)
+
+
+forward.__doc__ += _COMMON
 
 
 @_eager
 def backward(
     log_emissions: torch.Tensor,
     log_initial: torch.Tensor,
-    log_transitions: torch.Tensor,
+    log_transitions,
     lengths: Optional[torch.Tensor] = None,
     *,
+    log_final: Optional[torch.Tensor] = None,
+    emission_index: Optional[torch.Tensor] = None,
     topology: str = "auto",
     check_stochastic: bool = True,
+    backend: Optional[str] = None,
+    on_impossible: str = "ignore",
 ) -> torch.Tensor:
-    """The backward pass: ``log_beta`` (B, T, K) = ``log p(x_{t+1}..x_{L-1} | z_t = k)``;
-    0 at the last real frame, -inf on padded frames."""
-    lb, lpi, trans, lengths = _prepare(
-        log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
+    """The backward pass: ``log_beta`` (B, T, K) = ``log p(x_{t+1}..x_{L-1}, end | z_t = k)``;
+    ``log_final`` at the last real frame (0 without it), -inf on padded frames. The backward
+    recursion itself runs as torch code on every backend."""
+    _check_mode(on_impossible)
+    p = _Problem(
+        log_emissions,
+        log_initial,
+        log_transitions,
+        lengths,
+        log_final=log_final,
+        emission_index=emission_index,
+        topology=topology,
+        check_stochastic=check_stochastic,
+        backend=backend,
     )
-    lb_tm = lb.transpose(0, 1).contiguous()
+    dt = p.lb.dtype
     with torch.no_grad():
-        fwd = _semiring_forward(LogSemiring, lb_tm, lpi, trans)
-        beta_s = _log_backward(fwd, trans, lengths)
-        z = _log_total(fwd, lengths)
+        p = p.promoted()
+        fwd = _run_forward(p, LogSemiring, history=True)
+        beta_s = _log_backward(p, fwd)
+        z = _total(fwd.final, fwd.final_offset, p.lf)
+        _report_impossible(z, "backward", on_impossible)
         z = torch.where(torch.isfinite(z), z, torch.zeros_like(z))
-        beta = (beta_s.double() + (z.unsqueeze(0) - fwd.offset).unsqueeze(-1)).to(lb.dtype)
-        mask = _time_mask(lengths, lb.shape[1]).unsqueeze(-1)
-        beta = torch.where(mask, beta, NEG_INF)
+        beta = (beta_s.double() + (z.unsqueeze(0) - fwd.offset).unsqueeze(-1)).to(dt)
+        beta = torch.where(_time_mask(p.lengths, p.T).unsqueeze(-1), beta, NEG_INF)
     return beta.transpose(0, 1)
+
+
+backward.__doc__ += _COMMON
 
 
 @_eager
 def posteriors(
     log_emissions: torch.Tensor,
     log_initial: torch.Tensor,
-    log_transitions: torch.Tensor,
+    log_transitions,
     lengths: Optional[torch.Tensor] = None,
     *,
+    log_final: Optional[torch.Tensor] = None,
+    emission_index: Optional[torch.Tensor] = None,
+    per_frame: bool = False,
     topology: str = "auto",
     check_stochastic: bool = True,
+    backend: Optional[str] = None,
+    on_impossible: str = "warn",
 ) -> PosteriorResult:
-    """State posteriors (B, T, K), expected transition counts (B, K, K) summed over time, and
-    the log-likelihood (B,): the E-step of Baum-Welch. Sequences with no valid path get
-    ``log_likelihood = -inf`` and all-zero posteriors (and a warning)."""
-    lb, lpi, trans, lengths = _prepare(
-        log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
+    """State posteriors (B, T, K), expected transition counts and the log-likelihood (B,):
+    the E-step of Baum-Welch. Counts are summed over time, (B, K, K), or with ``per_frame``
+    given per move, (B, T-1, K, K) (banded: (B, T-1, K, W)). Sequences with no valid path get
+    ``log_likelihood = -inf`` and all-zero posteriors."""
+    _check_mode(on_impossible)
+    p = _Problem(
+        log_emissions,
+        log_initial,
+        log_transitions,
+        lengths,
+        log_final=log_final,
+        emission_index=emission_index,
+        topology=topology,
+        check_stochastic=check_stochastic,
+        backend=backend,
     )
     with torch.no_grad():
-        logZ, gamma, xi = _posteriors_tm(lb.transpose(0, 1), lpi, trans, lengths)
-    _warn_impossible(logZ, "posteriors")
-    return PosteriorResult(logZ, gamma.transpose(0, 1), xi)
+        logZ, gamma, xi = _posteriors(p, per_frame)
+        if p.trans.is_banded and not isinstance(log_transitions, Transitions):
+            xi = band_counts_to_dense(xi, p.trans.lo)  # a plain matrix in, a plain matrix out
+    _report_impossible(logZ, "posteriors", on_impossible)
+    return PosteriorResult(logZ, gamma.transpose(0, 1).to(p.lb.dtype), xi.to(p.lb.dtype))
+
+
+posteriors.__doc__ += _COMMON
 
 
 @_eager
 def viterbi(
     log_emissions: torch.Tensor,
-    log_initial: torch.Tensor,
-    log_transitions: torch.Tensor,
+    log_initial: Optional[torch.Tensor],
+    log_transitions,
     lengths: Optional[torch.Tensor] = None,
     *,
+    log_final: Optional[torch.Tensor] = None,
+    emission_index: Optional[torch.Tensor] = None,
+    carry: Optional[ViterbiCarry] = None,
+    return_carry: bool = False,
     topology: str = "auto",
     check_stochastic: bool = True,
+    backend: Optional[str] = None,
+    on_impossible: str = "warn",
 ) -> ViterbiResult:
-    """Most likely state path of each sequence (max semiring of the same recursion).
+    """Most likely state path of each sequence (the max semiring of the forward recursion).
 
     Returns ``path`` (B, T) long, -1 on padded frames, and ``score`` (B,), the path's log joint
-    probability. A sequence that no path can produce gets score -inf, a path of -1 and a
-    warning saying there is no valid path. No back-pointer table is stored: back-tracking
-    recomputes the best predecessor of the chosen state at each frame (memory O(B*T*K) for the
-    scores only).
+    probability (``log_final`` included). A sequence that no path can produce gets score -inf
+    and a path of -1. Ties go to the lowest predecessor state and the lowest final state.
+    With ``carry`` (or ``return_carry=True``) ``result.carry`` holds the back-pointers so far
+    (memory O(B*N*K) for N frames) and continues on the next chunk; its ``traceback()`` gives
+    the whole-sequence path.
     """
-    lb, lpi, trans, lengths = _prepare(
-        log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
+    _check_mode(on_impossible)
+    p = _Problem(
+        log_emissions,
+        log_initial,
+        log_transitions,
+        lengths,
+        log_final=log_final,
+        emission_index=emission_index,
+        topology=topology,
+        check_stochastic=check_stochastic,
+        backend=backend,
+        carry=carry,
     )
-    B, T, K = lb.shape
-    lb_tm = lb.transpose(0, 1)  # a view, as in log_likelihood
-    # (the kernel stores each back-pointer as a band slot in int8)
-    kernels = _kernels(lb) if trans.banded and trans.width <= 127 else None
-    if kernels is not None:  # compiled forward and back-tracking over the band
-        with torch.no_grad():
-            path = torch.empty(B, T, dtype=torch.long)
-            ok = torch.empty(B, dtype=torch.uint8)
-            band_t = trans.band_dst.to(lb.dtype).permute(0, 2, 1)  # (1|B, W, K)
-            with _KERNEL_LOCK:
-                kernels.banded_viterbi(
-                    _np(lb),
-                    _np(lpi.expand(B, K)),
-                    _np(band_t),
-                    trans.hi,
-                    _np(lengths),
-                    path.numpy(),
-                    ok.numpy(),
-                )
-            ok = ok.bool()
-            score = _path_score(lb_tm, lpi, trans.log_A, path.t(), lengths)
-            score = torch.where(ok, score, torch.full_like(score, NEG_INF))
-        _warn_impossible(score, "viterbi")
-        return ViterbiResult(path, score)
+    keep = carry is not None or return_carry
+    dt = p.lb.dtype
     with torch.no_grad():
-        # per-frame offsets of the scores change no decision: they are dropped
-        delta = _semiring_forward(MaxSemiring, lb_tm, lpi, trans).alpha
-        ar = torch.arange(B, device=lb.device)
-        score, state = delta[lengths - 1, ar].max(-1)
-        # back-tracking recomputes each back-pointer for the one chosen state (O(B*K) a frame)
-        # instead of storing a (T, B, K) table: the forward pass then needs only max values
-        t_idx = torch.arange(T, device=lb.device)
-        beyond = (t_idx.unsqueeze(1) >= lengths.unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
-        dl = delta.unbind(0)
-        cur = state
-        steps = [cur]  # states from the last frame back to the first
-        if trans.banded:
-            # W is small: every back-pointer in one vectorised pass, then a chain of gathers.
-            # Frames past a sequence's end point to its best final state, so one loop serves
-            # every length.
-            pred = trans.banded_backpointers(delta)
-            pred = torch.where(beyond, state.view(1, B, 1).to(pred.dtype), pred).unbind(0)
-            for t in range(T - 1, 0, -1):
-                cur = pred[t].gather(1, cur.unsqueeze(1)).squeeze(1).long()
-                steps.append(cur)
+        fwd = _run_forward(p.promoted(), MaxSemiring, history=False, store_back=True)
+        s = fwd.final if p.lf is None else fwd.final + p.lf.to(fwd.final.dtype)
+        best, state = s.max(-1)
+        ok = torch.isfinite(best)
+        path = _traceback(fwd.back, state, p.lengths)
+        path = torch.where(ok.unsqueeze(1), path, -1)
+        if keep:
+            score = (best.double() + fwd.final_offset).to(dt)
         else:
-            # dense: recompute the best predecessor of the one chosen state (O(B*K) a frame)
-            # instead of storing a (T, B, K) table, so the forward pass needs only max values
-            padded = bool((lengths < T).any())
-            bl = beyond.squeeze(-1).unbind(0)
-            for t in range(T - 1, 0, -1):
-                cur = trans.best_predecessor(dl[t - 1], cur)
-                if padded:  # frames past a sequence's end lead back to its best final state
-                    cur = torch.where(bl[t], state, cur)
-                steps.append(cur)
-        path = torch.stack(steps[::-1])
-        path = torch.where(beyond.squeeze(-1), -1, path)
-        ok = torch.isfinite(score)
-        path = torch.where(ok.unsqueeze(0), path, -1)
-        # re-score the path with pairwise float64 sums: the recursion's running sum drifts in
-        # float32 over 1e5 frames
-        score = torch.where(ok, _path_score(lb_tm, lpi, trans.log_A, path, lengths), score)
-    _warn_impossible(score, "viterbi")
-    return ViterbiResult(path.t().contiguous(), score)
+            score = _path_score(p, path)
+        score = torch.where(ok, score, torch.full_like(score, NEG_INF))
+        result = ViterbiResult(path, score)
+        if keep:
+            frames = p.lengths + (0 if carry is None else carry.frames.to(p.lengths.device))
+            backs = (() if carry is None else carry.back) + (fwd.back,)
+            lens = (() if carry is None else carry.lengths) + (p.lengths,)
+            result = _with_carry(
+                result, ViterbiCarry(fwd.final.to(dt), fwd.final_offset, frames, backs, lens)
+            )
+    _report_impossible(score, "viterbi", on_impossible)
+    return result
 
 
-def _path_score(lb_tm, log_pi, log_A, path_tm, lengths):
-    """Log joint probability of given state paths (T, B) (-1 on padding), summed in float64."""
-    T, B, K = lb_tm.shape
-    mask = path_tm >= 0
-    z = path_tm.clamp(min=0)
-    em = lb_tm.gather(2, z.unsqueeze(-1)).squeeze(-1)
-    A = log_A.expand(B, K, K)
-    b_idx = torch.arange(B, device=z.device).expand(T - 1, B)
-    tr = A[b_idx, z[:-1], z[1:]]
-    total = torch.where(mask, em, 0).double().sum(0)
-    total = total + torch.where(mask[1:], tr, 0).double().sum(0)
-    total = total + log_pi.gather(1, z[0].unsqueeze(1)).squeeze(1).double()
-    return total.to(lb_tm.dtype)
+viterbi.__doc__ += _COMMON
+
+
+def _traceback(back: torch.Tensor, state: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Follow back-pointers ``back`` (B, T, K) long from ``state`` (B,) at each sequence's last
+    frame: (B, T) long, -1 past each length."""
+    B, T, K = back.shape
+    if back.device.type == "cpu":
+        bk = back.numpy()
+        L = lengths.numpy()
+        path = np.full((B, T), -1, dtype=np.int64)
+        cur = state.numpy().copy()
+        ar = np.arange(B)
+        tmax = int(L.max())
+        for t in range(tmax - 1, -1, -1):
+            on = t < L
+            path[on, t] = cur[on]
+            if t > 0:
+                cur = np.where(on, bk[ar, t, cur], cur)
+        return torch.from_numpy(path)
+    path = torch.full((B, T), -1, dtype=torch.long, device=back.device)
+    cur = state
+    for t in range(T - 1, -1, -1):
+        on = t < lengths
+        path[:, t] = torch.where(on, cur, -1)
+        if t > 0:
+            prev = back[:, t].gather(1, cur.clamp(min=0).unsqueeze(1)).squeeze(1)
+            cur = torch.where(on, prev, cur)
+    return path
+
+
+def _path_score(p: _Problem, path: torch.Tensor) -> torch.Tensor:
+    """Log joint probability of given state paths (B, T) (-1 on padding), summed in float64
+    (a running float32 sum drifts over 1e5 frames)."""
+    B, T = p.B, p.T
+    mask = path >= 0
+    z = path.clamp(min=0)
+    em = p.emissions().gather(2, z.unsqueeze(-1)).squeeze(-1)
+    total = torch.where(mask, em, 0).double().sum(1)
+    total = total + p.lpi.gather(1, z[:, :1]).squeeze(1).double()
+    if T > 1:
+        v = p.trans.values  # (Bx, Tx, K, K|W)
+        Bx, Tx = v.shape[0], v.shape[1]
+        src, dst = z[:, :-1], z[:, 1:]
+        slot = dst if not p.trans.is_banded else (dst - src - p.trans.lo).clamp(0, v.shape[-1] - 1)
+        bi = torch.arange(B, device=z.device).view(B, 1).expand(B, T - 1) if Bx > 1 else 0
+        ti = torch.arange(T - 1, device=z.device).view(1, T - 1).expand(B, T - 1)
+        ti = ti if Tx > 1 else 0
+        tr = v[bi, ti, src, slot]
+        total = total + torch.where(mask[:, 1:], tr, 0).double().sum(1)
+    if p.lf is not None:
+        ar = torch.arange(B, device=z.device)
+        last = z[ar, (p.lengths - 1)]
+        total = total + p.lf.gather(1, last.unsqueeze(1)).squeeze(1).double()
+    return total.to(p.lb.dtype)
 
 
 @_eager
 def sample_posterior(
     log_emissions: torch.Tensor,
     log_initial: torch.Tensor,
-    log_transitions: torch.Tensor,
+    log_transitions,
     lengths: Optional[torch.Tensor] = None,
     *,
     num_samples: int = 1,
     generator: Optional[torch.Generator] = None,
+    log_final: Optional[torch.Tensor] = None,
+    emission_index: Optional[torch.Tensor] = None,
     topology: str = "auto",
     check_stochastic: bool = True,
+    backend: Optional[str] = None,
+    on_impossible: str = "warn",
 ) -> torch.Tensor:
     """Draw state paths from ``p(z | x)`` by forward filtering, backward sampling.
 
@@ -936,26 +1299,40 @@ def sample_posterior(
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    lb, lpi, trans, lengths = _prepare(
-        log_emissions, log_initial, log_transitions, lengths, topology, check_stochastic
+    _check_mode(on_impossible)
+    p = _Problem(
+        log_emissions,
+        log_initial,
+        log_transitions,
+        lengths,
+        log_final=log_final,
+        emission_index=emission_index,
+        topology=topology,
+        check_stochastic=check_stochastic,
+        backend=backend,
     )
-    B, T, K = lb.shape
-    lb_tm = lb.transpose(0, 1).contiguous()
+    B, T, K = p.B, p.T, p.K
+    dev = p.lb.device
     with torch.no_grad():
-        fwd = _semiring_forward(LogSemiring, lb_tm, lpi, trans)
+        p = p.promoted()
+        fwd = _run_forward(p, LogSemiring, history=True)
+        logZ = _total(fwd.final, fwd.final_offset, p.lf)
         alpha = fwd.alpha  # per-frame offsets do not change the per-frame softmax
-        logZ = _log_total(fwd, lengths)
         S = num_samples
-        lA = trans.log_A.expand(B, K, K)
-        t_last = lengths - 1
-        out = torch.full((T, S, B), -1, dtype=torch.long, device=lb.device)
-        cur = torch.zeros(S, B, dtype=torch.long, device=lb.device)
+        t_last = p.lengths - 1
+        lf = p.lf if p.lf is not None else alpha.new_zeros(B, K)
+        out = torch.full((T, S, B), -1, dtype=torch.long, device=dev)
+        cur = torch.zeros(S, B, dtype=torch.long, device=dev)
+        trans = p.trans
         for t in range(T - 1, -1, -1):
             logits = alpha[t].unsqueeze(0).expand(S, B, K)
+            logits = torch.where((t_last == t).view(1, B, 1), logits + lf, logits)
             if t < T - 1:
-                # column z_{t+1} of the transition matrix: log p(z_{t+1} | z_t = i)
+                step = trans.step(t)
+                A = step if not trans.is_banded else band_to_dense(step, trans.lo)
+                A = A.expand(B, K, K)  # log p(z_{t+1} = j | z_t = i)
                 col = (
-                    lA.unsqueeze(0)
+                    A.unsqueeze(0)
                     .expand(S, B, K, K)
                     .gather(3, cur.clamp(min=0).view(S, B, 1, 1).expand(S, B, K, 1))
                     .squeeze(-1)
@@ -969,16 +1346,8 @@ def sample_posterior(
             out[t] = draw
             cur = draw
         out = torch.where(torch.isfinite(logZ).view(1, 1, B), out, -1)
+    _report_impossible(logZ, "sample_posterior", on_impossible)
     return out.permute(1, 2, 0).contiguous()
 
 
-def _warn_impossible(score: torch.Tensor, what: str) -> None:
-    bad = torch.nonzero(~torch.isfinite(score)).flatten().tolist()
-    if bad:
-        warnings.warn(
-            f"{what}: no valid state path for sequence(s) {bad[:10]}"
-            f"{' ...' if len(bad) > 10 else ''}: every path has probability zero under the model "
-            "(log-likelihood -inf)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+sample_posterior.__doc__ += _COMMON

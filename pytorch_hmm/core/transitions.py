@@ -1,14 +1,24 @@
-"""Transition operators: dense ``(1|B, K, K)`` or banded (left-to-right and other band shapes).
+"""Transition operators in log space: dense or banded, fixed or time-varying.
 
-A banded matrix has every finite entry ``log_A[i, j]`` at an offset ``j - i`` in ``[lo, hi]``;
-the recursion then reduces over ``W = hi - lo + 1`` predecessors instead of ``K``, which makes
-a step O(B*K*W) instead of O(B*K*K). :func:`make_transitions` finds the band by itself, so a
-left-to-right model converted from elsewhere gets the fast path too.
+The caller states the structure; shapes never depend on values:
+
+- :meth:`Transitions.dense` ``log_A`` (K, K), (B, K, K) or time-varying (1|B, T-1, K, K):
+  ``[..., i, j] = log p(z_{t+1} = j | z_t = i)``; time-varying ``[:, t]`` moves frame t to t+1.
+- :meth:`Transitions.banded` ``values`` (K, W), (B, K, W) or time-varying (1|B, T-1, K, W),
+  source-indexed: ``values[..., i, d] = log p(z_{t+1} = i + lo + d | z_t = i)``; the band's
+  offsets are ``lo .. hi = lo + W - 1``. A left-to-right chain is ``lo=0, W=2`` (stay, move).
+  A step then costs O(B*K*W) instead of O(B*K*K).
+
+:func:`make_transitions` turns a plain matrix into an operator, finding its band from the
+values: a convenience for matrices converted from elsewhere, never used by the library's own
+graphs (which know their structure).
+
+Internally ``values`` is always 4-D, ``(Bx, Tx, K, K|W)`` with ``Bx`` in {1, B} (shared or
+per sequence) and ``Tx`` 1 (fixed) or the number of moves (time-varying).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -19,170 +29,265 @@ NEG_INF = float("-inf")
 def find_band(log_transitions: torch.Tensor) -> Tuple[int, int]:
     """Smallest ``(lo, hi)`` with ``lo <= 0 <= hi`` such that every finite entry of
     ``log_transitions`` (..., K, K) has ``lo <= j - i <= hi``."""
-    K = log_transitions.shape[-1]
     finite = torch.isfinite(log_transitions)
-    if finite.dim() == 3:
+    while finite.dim() > 2:
         finite = finite.any(0)
     ij = torch.nonzero(finite)
     if ij.numel() == 0:
         return 0, 0
     off = ij[:, 1] - ij[:, 0]
-    lo, hi = int(off.min()), int(off.max())
-    return min(lo, 0), max(hi, 0) if K > 0 else 0
+    return min(int(off.min()), 0), max(int(off.max()), 0)
 
 
-@dataclass
+def _shape(t: torch.Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
 class Transitions:
-    """A transition operator in log space.
+    """A transition operator (see the module documentation). Build it with
+    :meth:`dense`, :meth:`banded` or :func:`make_transitions`."""
 
-    dense: ``log_A`` (1|B, K, K). banded: ``band_dst`` (1|B, K, W) with
-    ``band_dst[b, j, d] = log_A[b, j - (hi - d), j]`` (indexed by destination, for the forward
-    recursion) and ``band_src`` (1|B, K, W) with ``band_src[b, i, d] = log_A[b, i, i + lo + d]``
-    (indexed by source, for the backward recursion).
-    """
+    def __init__(self, kind: str, values: torch.Tensor, lo: int = 0, time_varying: bool = False):
+        if kind not in ("dense", "banded"):
+            raise ValueError(f"kind must be 'dense' or 'banded', got {kind!r}")
+        if values.dim() != 4:
+            raise ValueError(f"values must be 4-D (Bx, Tx, K, K|W), got {_shape(values)}")
+        self.kind = kind
+        self.values = values
+        self.lo = int(lo) if kind == "banded" else -(values.shape[-1] - 1)
+        self.time_varying = bool(time_varying)
+        self.scaled_ok: Optional[bool] = None  # cached by the engine
+        self._dst: Optional[torch.Tensor] = None
+        self._fwd: Optional[torch.Tensor] = None
 
-    log_A: torch.Tensor
-    banded: bool
-    lo: int = 0
-    hi: int = 0
-    band_dst: Optional[torch.Tensor] = None
-    band_src: Optional[torch.Tensor] = None
-    log_A_T: Optional[torch.Tensor] = None
-    scaled_ok: Optional[bool] = None  # cached by the engine: may the rescaled recursion run?
+    # -- constructors -------------------------------------------------------------------
+    @classmethod
+    def dense(cls, log_A: torch.Tensor) -> Transitions:
+        """``log_A`` (K, K), (B, K, K) or time-varying (1|B, T-1, K, K)."""
+        if not isinstance(log_A, torch.Tensor):
+            raise TypeError(f"log_A must be a torch.Tensor, got {type(log_A).__name__}")
+        if log_A.dim() not in (2, 3, 4) or log_A.shape[-1] != log_A.shape[-2]:
+            raise ValueError(
+                "dense log_transitions must have shape (K, K), (B, K, K) or time-varying "
+                f"(B, T-1, K, K), got {_shape(log_A)}"
+            )
+        tv = log_A.dim() == 4
+        while log_A.dim() < 4:
+            log_A = log_A.unsqueeze(0) if log_A.dim() == 2 else log_A.unsqueeze(1)
+        return cls("dense", log_A, time_varying=tv)
 
-    def __post_init__(self) -> None:
-        if not self.banded and self.log_A_T is None:
-            # destination-major copy, so the forward step reduces over a contiguous axis
-            self.log_A_T = self.log_A.transpose(-1, -2).contiguous()
+    @classmethod
+    def banded(cls, values: torch.Tensor, lo: int = 0) -> Transitions:
+        """``values`` (K, W), (B, K, W) or time-varying (1|B, T-1, K, W), source-indexed:
+        ``values[..., i, d] = log p(i -> i + lo + d)``. Entries whose destination lies outside
+        ``[0, K)`` are ignored (set to -inf)."""
+        if not isinstance(values, torch.Tensor):
+            raise TypeError(f"band values must be a torch.Tensor, got {type(values).__name__}")
+        if values.dim() not in (2, 3, 4):
+            raise ValueError(
+                "banded log_transitions must have shape (K, W), (B, K, W) or time-varying "
+                f"(B, T-1, K, W), got {_shape(values)}"
+            )
+        lo = int(lo)
+        K, W = values.shape[-2], values.shape[-1]
+        if W < 1 or lo > 0 or lo + W - 1 < 0:
+            raise ValueError(
+                f"the band's offsets lo={lo} .. hi={lo + W - 1} must include 0 (W={W} slots)"
+            )
+        tv = values.dim() == 4
+        while values.dim() < 4:
+            values = values.unsqueeze(0) if values.dim() == 2 else values.unsqueeze(1)
+        i = torch.arange(K, device=values.device).unsqueeze(1)
+        dst = i + lo + torch.arange(W, device=values.device).unsqueeze(0)
+        outside = (dst < 0) | (dst >= K)
+        if bool(outside.any()):
+            values = values.masked_fill(outside, NEG_INF)
+        return cls("banded", values, lo=lo, time_varying=tv)
 
-    def to(self, dtype: torch.dtype) -> Transitions:
-        """The same operator in another floating dtype."""
-
-        def cv(x):
-            return None if x is None else x.to(dtype)
-
-        return Transitions(
-            cv(self.log_A),
-            self.banded,
-            self.lo,
-            self.hi,
-            cv(self.band_dst),
-            cv(self.band_src),
-            cv(self.log_A_T),
-        )
-
+    # -- structure ----------------------------------------------------------------------
     @property
-    def width(self) -> int:
-        return self.hi - self.lo + 1
+    def is_banded(self) -> bool:
+        return self.kind == "banded"
 
     @property
     def num_states(self) -> int:
-        return self.log_A.shape[-1]
+        return self.values.shape[-2]
 
-    # -- one step of the recursions -------------------------------------------------------
-    def gather_predecessors(self, prev: torch.Tensor) -> torch.Tensor:
-        """Scores of every (predecessor -> state) move: ``prev`` (..., B, K) -> (..., B, K_dst,
-        K_src) for dense, (..., B, K_dst, W) for banded (window d is predecessor
-        ``j - (hi - d)``). Reduce over the last axis."""
-        if not self.banded:
-            return prev.unsqueeze(-2) + self.log_A_T
-        padded = torch.nn.functional.pad(prev, (self.hi, -self.lo), value=NEG_INF)
-        return padded.unfold(-1, self.width, 1) + self.band_dst
+    @property
+    def width(self) -> int:
+        """Slots per state: W for a band, K for a dense matrix."""
+        return self.values.shape[-1]
 
-    def gather_successors(self, nxt: torch.Tensor) -> torch.Tensor:
-        """Scores of every (state -> successor) move: ``nxt`` (..., B, K) -> (..., B, K_src,
-        K_dst) for dense, (..., B, K_src, W) for banded (window d is successor ``i + lo + d``).
-        Reduce over the last axis."""
-        if not self.banded:
-            return self.log_A + nxt.unsqueeze(-2)
-        padded = torch.nn.functional.pad(nxt, (-self.lo, self.hi), value=NEG_INF)
-        return padded.unfold(-1, self.width, 1) + self.band_src
+    @property
+    def hi(self) -> int:
+        return self.lo + self.width - 1 if self.is_banded else self.num_states - 1
 
-    def best_predecessor(self, prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
-        """Viterbi back-tracking step: for ``prev`` (B, K) scores at frame t-1 and the states
-        ``cur`` (B,) chosen at frame t, the best predecessor of each, (B,). Ties go to the
-        lowest state index (as ``argmax``)."""
-        B, K = prev.shape
-        c = cur.clamp(0, K - 1)
-        if not self.banded:
-            if self.log_A_T.shape[0] == 1:  # shared matrix: one row lookup
-                cols = self.log_A_T[0][c]
+    @property
+    def batch(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def steps(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def __repr__(self) -> str:
+        tv = ", time-varying" if self.time_varying else ""
+        band = f", lo={self.lo}, hi={self.hi}" if self.is_banded else ""
+        return f"Transitions({self.kind}{band}{tv}, values={_shape(self.values)})"
+
+    # -- derived forms --------------------------------------------------------------------
+    def _like(self, values: torch.Tensor, time_varying: Optional[bool] = None) -> Transitions:
+        tv = self.time_varying if time_varying is None else time_varying
+        return Transitions(self.kind, values, lo=self.lo, time_varying=tv)
+
+    def to(self, dtype: torch.dtype) -> Transitions:
+        return self if dtype == self.dtype else self._like(self.values.to(dtype))
+
+    def select(self, idx: torch.Tensor) -> Transitions:
+        """The operator for a sub-batch ``idx`` of sequences."""
+        return self if self.batch == 1 else self._like(self.values[idx])
+
+    def split_first(self) -> Tuple[torch.Tensor, Transitions]:
+        """For a chunk that continues from a carry: ``(first, rest)``, the moves from the
+        carry's frame into the chunk's frame 0 (Bx, K, K|W) and the operator for the moves
+        within the chunk."""
+        if not self.time_varying:
+            return self.values[:, 0], self
+        return self.values[:, 0], self._like(self.values[:, 1:])
+
+    def step(self, t: int) -> torch.Tensor:
+        """Values of the move from frame ``t`` to ``t + 1``: (Bx, K, K|W)."""
+        return self.values[:, t if self.time_varying else 0]
+
+    def source_band(self) -> Tuple[torch.Tensor, int]:
+        """``(values, lo)`` as a source-indexed band, a dense matrix being the full band
+        ``lo = -(K-1)``, W = 2K-1: (Bx, Tx, K, W)."""
+        if self.is_banded:
+            return self.values, self.lo
+        K = self.num_states
+        i = torch.arange(K, device=self.device).unsqueeze(1)
+        j = i + torch.arange(-(K - 1), K, device=self.device).unsqueeze(0)  # (K, 2K-1)
+        ok = (j >= 0) & (j < K)
+        v = self.values[..., i.expand_as(j), j.clamp(0, K - 1)]
+        return v.masked_fill(~ok, NEG_INF), -(K - 1)
+
+    def dest_band(self) -> torch.Tensor:
+        """Destination-indexed band (Bx, Tx, K, W') with ``[..., j, d] = log A[j - (hi - d),
+        j]`` (a dense matrix as the full band, W' = 2K-1): what the forward recursion reads.
+        Cached."""
+        if self._dst is None:
+            src, lo = self.source_band()
+            K, W = src.shape[-2], src.shape[-1]
+            hi = lo + W - 1
+            j = torch.arange(K, device=self.device).unsqueeze(1)
+            d = torch.arange(W, device=self.device).unsqueeze(0)
+            i = j - (hi - d)  # source state
+            ok = (i >= 0) & (i < K)
+            v = src[..., i.clamp(0, K - 1), (W - 1 - d).expand_as(i)]
+            self._dst = v.masked_fill(~ok, NEG_INF).contiguous()
+        return self._dst
+
+    def to_dense(self) -> torch.Tensor:
+        """The full matrices (Bx, Tx, K, K)."""
+        if not self.is_banded:
+            return self.values
+        return band_to_dense(self.values, self.lo)
+
+    # -- one step of the torch recursions ---------------------------------------------------
+    def forward_step(self, t: int) -> torch.Tensor:
+        """Destination-major values of the move from frame ``t`` to ``t + 1``, what
+        :meth:`predecessors` takes: (Bx, K_dst, K_src) dense, (Bx, K, W) banded (slot d is
+        predecessor ``j - (hi - d)``)."""
+        if self._fwd is None:
+            if self.is_banded:
+                self._fwd = self.dest_band()
             else:
-                cols = self.log_A_T.gather(1, c.view(B, 1, 1).expand(B, 1, K)).squeeze(1)
-            return (prev + cols).argmax(-1)
-        W = self.width
+                self._fwd = self.values.transpose(-1, -2).contiguous()
+        return self._fwd[:, t if self.time_varying else 0]
+
+    def predecessors(self, prev: torch.Tensor, fstep: torch.Tensor) -> torch.Tensor:
+        """Scores of every (predecessor -> state) move for ``prev`` (B, K) with
+        ``fstep = forward_step(t)``: (B, K_dst, K_src) dense, (B, K_dst, W) banded. Reduce
+        over the last axis."""
+        if not self.is_banded:
+            return prev.unsqueeze(-2) + fstep
         padded = torch.nn.functional.pad(prev, (self.hi, -self.lo), value=NEG_INF)
-        win = padded.unfold(-1, W, 1).gather(1, c.view(B, 1, 1).expand(B, 1, W)).squeeze(1)
-        band = self.band_dst.expand(B, K, W).gather(1, c.view(B, 1, 1).expand(B, 1, W))
-        # window d is predecessor j - (hi - d): low d is a low state, so ties match dense
-        d = (win + band.squeeze(1)).argmax(-1)
-        return c - (self.hi - d)
+        return padded.unfold(-1, self.width, 1) + fstep  # window d = state j - hi + d
 
-    def banded_backpointers(self, delta: torch.Tensor) -> torch.Tensor:
-        """All back-pointers of a banded model at once: ``delta`` (T, B, K) Viterbi scores ->
-        (T, B, K) int, the best predecessor state of each state at each frame (frame 0 holds
-        garbage). Vectorised over frames in chunks (memory O(chunk*B*K*W))."""
-        T, B, K = delta.shape
-        W = self.width
-        out = torch.empty(
-            T, B, K, dtype=torch.int32 if K < 2**31 else torch.long, device=delta.device
-        )
-        j = torch.arange(K, device=delta.device, dtype=out.dtype)
-        chunk = max(1, (1 << 22) // max(1, B * K * W))
-        for t0 in range(1, T, chunk):
-            t1 = min(T, t0 + chunk)
-            p = torch.nn.functional.pad(delta[t0 - 1 : t1 - 1], (self.hi, -self.lo), value=NEG_INF)
-            # argmax over the W band slots as W-1 comparisons (a reduction over a tiny last
-            # axis is slow); strict '>' keeps the lowest predecessor on ties, as argmax
-            best = p[..., 0:K] + self.band_dst[..., 0]
-            arg = torch.zeros(best.shape, dtype=out.dtype, device=delta.device)
-            for d in range(1, W):
-                cand = p[..., d : d + K] + self.band_dst[..., d]
-                better = cand > best
-                arg = torch.where(better, d, arg)
-                best = torch.where(better, cand, best)
-            out[t0:t1] = (j - self.hi + arg).clamp_(0, K - 1)  # clamp: rows with no valid path
-        return out
+    def successors(self, nxt: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Scores of every (state -> successor) move: ``nxt`` (B, K) -> (B, K_src, K|W)
+        (banded slot d is successor ``i + lo + d``). Reduce over the last axis."""
+        if not self.is_banded:
+            return step + nxt.unsqueeze(-2)
+        padded = torch.nn.functional.pad(nxt, (-self.lo, self.hi), value=NEG_INF)
+        return padded.unfold(-1, self.width, 1) + step
 
-    def band_to_dense(self, band_src: torch.Tensor) -> torch.Tensor:
-        """(B, K, W) source-indexed band values (e.g. expected counts) -> dense (B, K, K)."""
-        B, K, W = band_src.shape
-        out = band_src.new_zeros(B, K, K + W)
-        i = torch.arange(K, device=band_src.device)
-        cols = (i.unsqueeze(1) + torch.arange(W, device=band_src.device)).expand(B, K, W)
-        out.scatter_(2, cols, band_src)
-        # column c of `out` is state c + lo
-        shift = -self.lo
-        return out[:, :, shift : shift + K]
+    def slot_to_state(self, slot: torch.Tensor) -> torch.Tensor:
+        """Predecessor state of destination-indexed slots (B, K) from :meth:`predecessors`."""
+        if not self.is_banded:
+            return slot
+        j = torch.arange(self.num_states, device=slot.device)
+        return j - (self.hi - slot)
 
 
-def make_transitions(log_transitions: torch.Tensor, topology: str = "auto") -> Transitions:
-    """Build the operator for ``log_transitions`` (1|B, K, K).
+def band_to_dense(band: torch.Tensor, lo: int) -> torch.Tensor:
+    """Source-indexed band of log values (..., K, W) -> dense log matrices (..., K, K), -inf
+    off the band."""
+    *lead, K, W = band.shape
+    flat = band.reshape(-1, K, W)
+    n = flat.shape[0]
+    fill = NEG_INF if band.dtype.is_floating_point else 0
+    out = flat.new_full((n, K, K + W), fill)
+    i = torch.arange(K, device=band.device)
+    cols = (i.unsqueeze(1) + torch.arange(W, device=band.device)).expand(n, K, W)
+    out.scatter_(2, cols, flat)
+    shift = -lo  # column c of `out` is state c + lo
+    return out[:, :, shift : shift + K].reshape(*lead, K, K)
 
-    ``topology``: ``"dense"``, ``"banded"`` or ``"auto"`` (banded when the band covers at most
-    half of the states and K >= 4).
+
+def band_counts_to_dense(counts: torch.Tensor, lo: int) -> torch.Tensor:
+    """Expected counts on a source-indexed band (..., K, W) -> dense (..., K, K), zeros off
+    the band."""
+    *lead, K, W = counts.shape
+    flat = counts.reshape(-1, K, W)
+    n = flat.shape[0]
+    out = flat.new_zeros(n, K, K + W)
+    i = torch.arange(K, device=counts.device)
+    cols = (i.unsqueeze(1) + torch.arange(W, device=counts.device)).expand(n, K, W)
+    out.scatter_add_(2, cols, flat)
+    shift = -lo
+    return out[:, :, shift : shift + K].reshape(*lead, K, K)
+
+
+def make_transitions(log_transitions, topology: str = "auto") -> Transitions:
+    """The operator for a plain matrix ``log_transitions`` (K, K), (B, K, K) or time-varying
+    (B, T-1, K, K); a :class:`Transitions` is returned as it is.
+
+    ``topology``: ``"dense"``, ``"banded"`` (the band found from the finite entries) or
+    ``"auto"`` (banded when the band covers at most half of the states and K >= 4).
     """
     if topology not in ("auto", "dense", "banded"):
         raise ValueError(f"topology must be 'auto', 'dense' or 'banded', got {topology!r}")
-    K = log_transitions.shape[-1]
+    if isinstance(log_transitions, Transitions):
+        return log_transitions
+    dense = Transitions.dense(log_transitions)
     if topology == "dense":
-        return Transitions(log_transitions, banded=False)
-    lo, hi = find_band(log_transitions)
+        return dense
+    K = dense.num_states
+    lo, hi = find_band(dense.values)
     W = hi - lo + 1
     if topology == "auto" and not (K >= 4 and 2 * W <= K):
-        return Transitions(log_transitions, banded=False)
-    dev = log_transitions.device
-    i = torch.arange(K, device=dev)
-    d = torch.arange(W, device=dev)
-    # destination-indexed: src = j - (hi - d)
-    src = i.unsqueeze(1) - (hi - d).unsqueeze(0)  # (K, W)
-    ok = (src >= 0) & (src < K)
-    A = log_transitions
-    band_dst = A[:, src.clamp(0, K - 1), i.unsqueeze(1).expand(K, W)]
-    band_dst = band_dst.masked_fill(~ok, NEG_INF)
-    # source-indexed: dst = i + lo + d
-    dst = i.unsqueeze(1) + (lo + d).unsqueeze(0)
-    ok2 = (dst >= 0) & (dst < K)
-    band_src = A[:, i.unsqueeze(1).expand(K, W), dst.clamp(0, K - 1)]
-    band_src = band_src.masked_fill(~ok2, NEG_INF)
-    return Transitions(A, True, lo, hi, band_dst.contiguous(), band_src.contiguous())
+        return dense
+    i = torch.arange(K, device=dense.device).unsqueeze(1)
+    j = i + lo + torch.arange(W, device=dense.device).unsqueeze(0)
+    ok = (j >= 0) & (j < K)
+    v = dense.values[..., i.expand_as(j), j.clamp(0, K - 1)].masked_fill(~ok, NEG_INF)
+    return Transitions("banded", v, lo=lo, time_varying=dense.time_varying)

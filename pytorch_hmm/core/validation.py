@@ -17,6 +17,9 @@ def _shape(t: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
 
+shape_str = _shape
+
+
 def check_float(name: str, x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -110,42 +113,43 @@ def check_inputs(
 
 
 def check_lengths(
-    lengths: Optional[torch.Tensor], B: int, T: int, device: torch.device
+    lengths,
+    B: int,
+    max_len: int,
+    device: Optional[torch.device] = None,
+    *,
+    name: str = "lengths",
+    min_value: int = 1,
+    what: str = "",
 ) -> torch.Tensor:
-    """Return lengths as a (B,) long tensor on ``device``; all frames count when None."""
+    """The one length validator of the library (engine, aligners, metrics, MLPG).
+
+    ``None`` -> every sequence has ``max_len``; else a (B,) integer tensor (or sequence) with
+    values in ``[min_value, max_len]``, returned as a long tensor on ``device`` (its own
+    device when None). One exception type per condition: ``TypeError`` for a non-integer
+    dtype, ``ValueError`` for a wrong shape and for values out of range; each message names
+    ``name``, what it got and what was expected (``what`` explains the range).
+    """
     if lengths is None:
-        return torch.full((B,), T, dtype=torch.long, device=device)
+        return torch.full((B,), max_len, dtype=torch.long, device=device)
     if not isinstance(lengths, torch.Tensor):
         lengths = torch.as_tensor(lengths)
-    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-        raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got {lengths.dtype}")
     if lengths.shape != (B,):
-        raise ValueError(f"lengths must have shape (B,) = ({B},), got {_shape(lengths)}")
-    lengths = lengths.to(device=device, dtype=torch.long)
+        raise ValueError(f"{name} must have shape ({B},) (one per sequence), got {_shape(lengths)}")
+    lengths = lengths.to(device=device if device is not None else lengths.device, dtype=torch.long)
     if B > 0:
         lo, hi = int(lengths.min()), int(lengths.max())
-        if lo < 1:
-            raise ValueError(f"lengths must be >= 1, got {lo} (empty sequences have no likelihood)")
-        if hi > T:
-            raise ValueError(f"lengths must be <= T = {T} (the padded length), got {hi}")
+        if lo < min_value or hi > max_len:
+            why = f" ({what})" if what else ""
+            got = lengths.tolist() if B <= 16 else f"values in [{lo}, {hi}]"
+            extra = ""
+            if lo < 1 <= min_value:
+                extra = " (empty sequences have no likelihood)"
+            elif hi > max_len:
+                extra = f" (the padded length is {max_len})"
+            raise ValueError(
+                f"{name} must lie in [{min_value}, {max_len}]{why}, got {got}{extra}"
+            )
     return lengths
-
-
-def check_length_range(
-    lengths, B: int, maxv: int, name: str, min_value: int = 0, what: str = ""
-) -> torch.Tensor:
-    """Lengths for the alignment kernels: ``None`` -> all ``maxv``; else a (B,) integer tensor
-    with values in ``[min_value, maxv]``, returned as a CPU long tensor. ValueError names
-    ``name``, the shape or dtype got, and the allowed range (explained by ``what``)."""
-    if lengths is None:
-        return torch.full((B,), maxv, dtype=torch.long)
-    x = torch.as_tensor(lengths)
-    if x.shape != (B,):
-        raise ValueError(f"{name} must have shape ({B},), got {tuple(x.shape)}")
-    if x.dtype.is_floating_point or x.dtype == torch.bool:
-        raise ValueError(f"{name} must be an integer tensor, got {x.dtype}")
-    x = x.to("cpu", torch.long)
-    if B and (x.min() < min_value or x.max() > maxv):
-        why = f" ({what})" if what else ""
-        raise ValueError(f"{name} must lie in [{min_value}, {maxv}]{why}, got {x.tolist()}")
-    return x

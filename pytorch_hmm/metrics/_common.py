@@ -6,6 +6,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from ..core.validation import check_lengths as _check_lengths
+
 
 def as_tensor(x, name: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
@@ -21,17 +23,10 @@ def as_tensor(x, name: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor
 
 
 def check_lengths(lengths, batch: int, total: int, name: str, device) -> torch.Tensor:
-    if lengths is None:
-        return torch.full((batch,), total, dtype=torch.long, device=device)
-    lengths = torch.as_tensor(lengths, device=device).reshape(-1)
-    if lengths.shape != (batch,):
-        raise ValueError(f"{name} must have shape ({batch},), got {tuple(lengths.shape)}")
-    if lengths.is_floating_point() or lengths.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor, got {lengths.dtype}")
-    lengths = lengths.long()
-    if batch and (int(lengths.min()) < 0 or int(lengths.max()) > total):
-        raise ValueError(f"{name} must lie in [0, {total}], got {lengths.tolist()}")
-    return lengths
+    """Lengths in ``[0, total]`` (the library's one validator)."""
+    if lengths is not None and not isinstance(lengths, torch.Tensor):
+        lengths = torch.as_tensor(lengths).reshape(-1)
+    return _check_lengths(lengths, batch, total, device, name=name, min_value=0)
 
 
 def batch_pair(

@@ -1,12 +1,19 @@
-"""A small exact dynamic time warping used by the metrics (numpy, O(N*M) time and memory)."""
+"""Exact dynamic time warping over a local cost matrix, for the metrics (e.g. DTW-aligned MCD).
+
+A thin front end to the library's DTW (:class:`pytorch_hmm.alignment.DTWAligner`), with a
+numpy interface: one cost matrix in, the distance and the path out.
+"""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 __all__ = ["DTWResult", "dtw"]
+
+_ALIGNER = None
 
 
 class DTWResult(NamedTuple):
@@ -16,12 +23,25 @@ class DTWResult(NamedTuple):
     path: np.ndarray
 
 
+def _aligner():
+    """dtw-python's ``symmetric1`` steps, listed so that ties go to the diagonal step, then
+    (1, 0), then (0, 1) (the library picks the first of equal steps). Imported on first use:
+    ``pytorch_hmm.alignment`` imports the metrics package."""
+    global _ALIGNER
+    if _ALIGNER is None:
+        from ..alignment.dtw import DTWAligner, StepPattern
+
+        pattern = StepPattern("symmetric1", ((1, 1, 1.0), (1, 0, 1.0), (0, 1, 1.0)), "NA")
+        _ALIGNER = DTWAligner(step_pattern=pattern)
+    return _ALIGNER
+
+
 def dtw(cost: np.ndarray) -> DTWResult:
     """DTW over a local cost matrix with steps (1,0), (0,1), (1,1), all of weight 1.
 
     Finds the monotone path from ``(0, 0)`` to ``(N-1, M-1)`` minimising the sum of
     ``cost[i, j]`` over its cells (dtw-python's ``symmetric1`` step pattern). Ties prefer the
-    diagonal step when tracing back.
+    diagonal step, then the step along the rows ``(1, 0)``.
 
     Args:
         cost: ``(N, M)`` non-negative local costs, ``N, M >= 1``.
@@ -34,31 +54,5 @@ def dtw(cost: np.ndarray) -> DTWResult:
         raise ValueError(f"cost must have shape (N, M) with N, M >= 1, got {cost.shape}")
     if not np.isfinite(cost).all():
         raise ValueError("cost contains NaN or inf")
-    N, M = cost.shape
-    acc = np.empty((N, M))
-    acc[0] = np.cumsum(cost[0])
-    inf = np.array([np.inf])
-    for i in range(1, N):
-        prev = acc[i - 1]
-        # entering row i at column k from (i-1, k) or (i-1, k-1), then moving right:
-        # acc[i, j] = min_k<=j (a_k + S_j - S_k), S = cumsum(cost[i])
-        a = cost[i] + np.minimum(prev, np.concatenate([inf, prev[:-1]]))
-        s = np.cumsum(cost[i])
-        acc[i] = s + np.minimum.accumulate(a - s)
-    i, j = N - 1, M - 1
-    path = [(i, j)]
-    while i > 0 or j > 0:
-        if i == 0:
-            j -= 1
-        elif j == 0:
-            i -= 1
-        else:
-            d, v, h = acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]
-            if d <= v and d <= h:
-                i, j = i - 1, j - 1
-            elif v <= h:
-                i -= 1
-            else:
-                j -= 1
-        path.append((i, j))
-    return DTWResult(float(acc[-1, -1]), np.array(path[::-1], dtype=np.int64))
+    res = _aligner().align_cost(torch.from_numpy(np.ascontiguousarray(cost)))
+    return DTWResult(float(res.cost), res.path.numpy().astype(np.int64, copy=False))

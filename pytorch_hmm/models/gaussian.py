@@ -9,9 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._common import COVARIANCE_TYPES, check_covariance_type  # noqa: F401 (re-export)
 from .base import ArrayLike, BaseHMM
-
-COVARIANCE_TYPES = ("diag", "full")
 
 
 def diag_gaussian_log_likelihood(
@@ -116,10 +115,7 @@ class GaussianHMM(BaseHMM):
         min_covar: float = 1e-3,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        if covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
-            )
+        check_covariance_type(covariance_type)
         if int(feature_dim) < 1:
             raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
         super().__init__(num_states, startprob, transmat, dtype=dtype)
@@ -369,8 +365,7 @@ class GaussianHMM(BaseHMM):
     def from_hmmlearn(cls, model, dtype: torch.dtype = torch.float64) -> GaussianHMM:
         """Build from a fitted ``hmmlearn.hmm.GaussianHMM`` ("diag" or "full")."""
         ctype = model.covariance_type
-        if ctype not in COVARIANCE_TYPES:
-            raise ValueError(f"only 'diag' and 'full' covariances convert, got {ctype!r}")
+        check_covariance_type(ctype, "model.covariance_type", "other hmmlearn types do not convert")
         K, D = model.means_.shape
         covars = model._covars_ if ctype == "full" else np.diagonal(model.covars_, axis1=1, axis2=2)
         return cls(

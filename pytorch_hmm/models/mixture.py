@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._common import check_covariance_type
 from .base import ArrayLike, BaseHMM
 from .gaussian import (
-    COVARIANCE_TYPES,
     _data_covariance,
     _diag_log_density,
     full_gaussian_log_likelihood,
@@ -64,10 +64,7 @@ class MixtureGaussianHMM(BaseHMM):
         covariance_center: str = "new",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        if covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
-            )
+        check_covariance_type(covariance_type)
         if covariance_center not in COVARIANCE_CENTERS:
             raise ValueError(
                 f"covariance_center must be one of {COVARIANCE_CENTERS}, got {covariance_center!r}"
@@ -311,8 +308,7 @@ class MixtureGaussianHMM(BaseHMM):
         """Build from an ``hmmlearn.hmm.GMMHMM`` ("diag" or "full"); by default with
         ``covariance_center="previous"``, so that EM continues exactly as hmmlearn's."""
         ctype = model.covariance_type
-        if ctype not in COVARIANCE_TYPES:
-            raise ValueError(f"only 'diag' and 'full' covariances convert, got {ctype!r}")
+        check_covariance_type(ctype, "model.covariance_type", "other hmmlearn types do not convert")
         K, M, D = np.asarray(model.means_).shape
         return cls(
             K,

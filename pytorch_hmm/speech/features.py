@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.validation import check_lengths
+
 __all__ = [
     "Features",
     "LogMelSpectrogram",
@@ -141,17 +143,7 @@ def _prepare_waveform(
     if waveform.dim() != 2:
         raise ValueError(f"waveform must have shape (B, N) or (N,), got {tuple(waveform.shape)}")
     B, N = waveform.shape
-    if lengths is None:
-        lengths = torch.full((B,), N, dtype=torch.long, device=waveform.device)
-    else:
-        lengths = torch.as_tensor(lengths, device=waveform.device)
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
-        if lengths.is_floating_point():
-            raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
-        lengths = lengths.long()
-        if B and int(lengths.max()) > N:
-            raise ValueError(f"lengths must be <= N = {N}, got max {int(lengths.max())}")
+    lengths = check_lengths(lengths, B, N, waveform.device, min_value=0, what="samples")
     if N == 0 or (B and int(lengths.min()) <= 0):
         raise ValueError(
             f"waveform is empty (shape {tuple(waveform.shape)}, lengths {lengths.tolist()}); "
@@ -424,17 +416,9 @@ def _batched(x: torch.Tensor, lengths: Optional[torch.Tensor], name: str = "feat
     if x.dim() != 3:
         raise ValueError(f"{name} must have shape (B, T, F) or (T, F), got {tuple(x.shape)}")
     B, T, _ = x.shape
-    if lengths is None:
-        lengths = torch.full((B,), T, dtype=torch.long, device=x.device)
-    else:
-        lengths = torch.as_tensor(lengths, device=x.device).reshape(-1)
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
-        if lengths.is_floating_point():
-            raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
-        lengths = lengths.long()
-        if B and (int(lengths.max()) > T or int(lengths.min()) < 0):
-            raise ValueError(f"lengths must lie in [0, T={T}], got {lengths.tolist()}")
+    if lengths is not None and not isinstance(lengths, torch.Tensor):
+        lengths = torch.as_tensor(lengths).reshape(-1)
+    lengths = check_lengths(lengths, B, T, x.device, min_value=0, what="frames")
     return x, lengths, unbatched
 
 

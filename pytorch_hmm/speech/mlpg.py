@@ -21,6 +21,8 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ..core.validation import check_lengths
+
 __all__ = [
     "DELTA_WINDOWS",
     "WindowSpec",
@@ -82,20 +84,7 @@ def _parse_windows(
 
 
 def _check_lengths(lengths: Optional[torch.Tensor], batch: int, total: int, name: str, device):
-    if lengths is None:
-        return torch.full((batch,), total, dtype=torch.long, device=device)
-    lengths = torch.as_tensor(lengths, device=device)
-    if lengths.shape != (batch,):
-        raise ValueError(f"{name} must have shape ({batch},), got {tuple(lengths.shape)}")
-    if lengths.is_floating_point() or lengths.is_complex():
-        raise TypeError(f"{name} must be an integer tensor, got {lengths.dtype}")
-    lengths = lengths.long()
-    if batch and (int(lengths.min()) < 0 or int(lengths.max()) > total):
-        raise ValueError(
-            f"{name} must lie in [0, {total}], got min {int(lengths.min())}, "
-            f"max {int(lengths.max())}"
-        )
-    return lengths
+    return check_lengths(lengths, batch, total, device, name=name, min_value=0)
 
 
 def _banded_cholesky_solve(band: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-COVARIANCE_TYPES = ("diag", "full")
+from ..models._common import COVARIANCE_TYPES, check_covariance_type  # noqa: F401 (re-exported)
 
 # A state or mixture component with less expected occupancy than this (in frames) is treated
 # as unused: it keeps its previous parameters (states) or is re-seeded (mixture components).
@@ -228,10 +228,7 @@ def gaussian_stats(
     Tied states (e.g. phone HMMs shared across utterances in forced alignment): with
     ``state_index`` (B, K) long, the shared id of each sequence's k-th state (-1 for unused
     slots), statistics are summed per shared state: leading shape (num_states,)."""
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
-        )
+    check_covariance_type(covariance_type)
     if state_index is not None:
         if gamma.dim() != 3:
             raise ValueError("state_index needs gamma of shape (B, T, K)")
@@ -339,6 +336,7 @@ def markov_m_step(
 def floor_covariances(covars: torch.Tensor, covariance_type: str, min_covar: float) -> torch.Tensor:
     """Variance floor: diagonal variances raised to ``min_covar``; full covariances
     symmetrised and their eigenvalues raised to ``min_covar`` (only matrices that need it)."""
+    check_covariance_type(covariance_type)
     if covariance_type == "diag":
         return covars.clamp(min=min_covar)
     c = 0.5 * (covars + covars.transpose(-1, -2))
