@@ -377,7 +377,7 @@ def test_bad_lengths():
         core.log_likelihood(lb, lpi, lA, torch.tensor([6, 2]))
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, .*empty sequences"):
         core.posteriors(lb, lpi, lA, torch.tensor([0, 2]))
-    with pytest.raises(ValueError, match=r"lengths must have shape \(B,\)"):
+    with pytest.raises(ValueError, match=r"lengths must have shape \(2,\) \(one per sequence\)"):
         core.viterbi(lb, lpi, lA, torch.tensor([5]))
     with pytest.raises(TypeError, match="integer"):
         core.viterbi(lb, lpi, lA, torch.tensor([5.0, 2.0]))

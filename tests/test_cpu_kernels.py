@@ -353,6 +353,12 @@ def test_band_forward_viterbi_brute_force(dtype, layout, band):
             continue
         got = backtrack(back[b], final[b], lf, case["hi"], L)
         assert got == path
+        if hasattr(ck, "band_backtrack"):  # the compiled back-tracking, when there is one
+            T = back.shape[1]
+            out = np.full((1, T), -7, dtype=np.int64)
+            state = np.array([got[-1]], dtype=np.int64)
+            ck.band_backtrack(back[b : b + 1], state, np.array([L]), case["hi"], out)
+            assert tuple(out[0, :L]) == path and np.all(out[0, L:] == -1)
         scores = final[b].astype(np.float64) + lf
         n_ties += int((scores == scores.max()).sum() > 1)
         for t in range(1, L):

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from pytorch_hmm.alignment import CTCAligner, ctc_forced_align
-from pytorch_hmm.alignment.dtw import _load_kernels
+from pytorch_hmm.core._numba import load_kernels
 
-BACKENDS = ["torch"] + (["numba"] if _load_kernels() is not None else [])
+BACKENDS = ["torch"] + (
+    ["numba"] if load_kernels("pytorch_hmm.alignment._numba_kernels") is not None else []
+)
 
 
 def _collapse(seq, blank):
@@ -218,3 +220,145 @@ def test_cuda_matches_cpu():
     assert b.labels.is_cuda
     torch.testing.assert_close(a.labels, b.labels.cpu(), rtol=0, atol=0)
     torch.testing.assert_close(a.score, b.score.cpu(), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------
+# the engine graph (method="engine") against the dedicated recursions (method="kernel") and a
+# plain-Python copy of the previous kernel's recursion (float64, its tie rules)
+
+
+def _reference(lp, tgt, il, tl, blank):
+    """The previous ``ctc_viterbi`` kernel, frame by frame: (labels, scores, total) lists."""
+    lp = lp.double()
+    B, T, _ = lp.shape
+    labels = [[-1] * T for _ in range(B)]
+    scores = [[0.0] * T for _ in range(B)]
+    total = []
+    for b in range(B):
+        Tb, Lb = int(il[b]), int(tl[b])
+        S = 2 * Lb + 1
+        if Tb == 0:
+            total.append(0.0 if Lb == 0 else float("-inf"))
+            continue
+        ext = [blank if s % 2 == 0 else int(tgt[b, s // 2]) for s in range(S)]
+        skip = [s >= 3 and s % 2 == 1 and ext[s] != ext[s - 2] for s in range(S)]
+        neg = float("-inf")
+        prev = [neg] * S
+        prev[0] = float(lp[b, 0, blank])
+        if S > 1:
+            prev[1] = float(lp[b, 0, ext[1]])
+        bp = [[0] * S for _ in range(Tb)]
+        for t in range(1, Tb):
+            cur = [neg] * S
+            for s in range(S):
+                best, k = prev[s], 0
+                if s >= 1 and prev[s - 1] > best:
+                    best, k = prev[s - 1], 1
+                if skip[s] and prev[s - 2] > best:
+                    best, k = prev[s - 2], 2
+                bp[t][s] = k
+                cur[s] = best + float(lp[b, t, ext[s]])
+            prev = cur
+        s = S - 1
+        if S > 1 and prev[S - 2] >= prev[S - 1]:
+            s = S - 2
+        if prev[s] == neg:
+            total.append(neg)
+            continue
+        total.append(prev[s])
+        for t in range(Tb - 1, -1, -1):
+            labels[b][t] = ext[s]
+            scores[b][t] = float(lp[b, t, ext[s]])
+            s -= bp[t][s]
+    return labels, scores, total
+
+
+def _random_case(g, dtype, blank, ties):
+    B = int(torch.randint(1, 6, (1,), generator=g))
+    T = int(torch.randint(1, 25, (1,), generator=g))
+    C = int(torch.randint(5, 8, (1,), generator=g))
+    S = int(torch.randint(0, 9, (1,), generator=g))
+    if ties:  # a coarse grid: many exactly tied paths
+        lp = -torch.randint(0, 3, (B, T, C), generator=g).to(dtype)
+    else:
+        lp = torch.randn(B, T, C, generator=g).to(dtype).mul(2).log_softmax(-1)
+        lp = lp.masked_fill(torch.rand(B, T, C, generator=g) < 0.05, float("-inf"))
+    vocab = [c for c in range(C) if c != blank][:3]  # few tokens: many repeats
+    tg = torch.tensor(vocab)[torch.randint(0, len(vocab), (B, S), generator=g)]
+    il = torch.randint(0, T + 1, (B,), generator=g)  # some impossible, some empty
+    il[0] = T
+    tl = torch.randint(0, S + 1, (B,), generator=g)
+    return lp, tg, il, tl
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_engine_equals_previous_recursion(backend, dtype):
+    g = torch.Generator().manual_seed(30 if dtype == torch.float32 else 31)
+    for i in range(24):
+        blank = 0 if i % 3 else 2
+        lp, tg, il, tl = _random_case(g, dtype, blank, ties=i % 2 == 1)
+        with warnings.catch_warnings(record=True) as w_eng:
+            warnings.simplefilter("always")
+            eng = CTCAligner(blank, backend=backend, method="engine").align(lp, tg, il, tl)
+        with warnings.catch_warnings(record=True) as w_ker:
+            warnings.simplefilter("always")
+            ker = CTCAligner(blank, backend=backend, method="kernel").align(lp, tg, il, tl)
+        assert [str(w.message) for w in w_eng] == [str(w.message) for w in w_ker]
+        for f in ("labels", "scores", "spans", "valid"):
+            assert torch.equal(getattr(eng, f), getattr(ker, f)), (i, f)
+        labels, scores, total = _reference(lp, tg, il, tl, blank)
+        assert eng.labels.tolist() == labels, i
+        ok = eng.valid
+        assert torch.equal(eng.scores[ok], torch.tensor(scores, dtype=dtype)[ok]), i
+        assert eng.score.dtype == dtype
+        # the total is summed frame by frame in float64, as by the compiled kernel
+        assert torch.equal(eng.score, torch.tensor(total, dtype=torch.float64).to(dtype)), i
+        if backend == "numba":
+            assert torch.equal(eng.score, ker.score), i
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_engine_final_tie_goes_to_last_token(backend):
+    # uniform log-probs: ending on the last token and on the trailing blank tie exactly
+    lp = torch.zeros(2, 5, 3)
+    r = CTCAligner(backend=backend, method="engine").align(lp, torch.tensor([[1, 2], [1, 1]]))
+    ref, _, _ = _reference(lp, torch.tensor([[1, 2], [1, 1]]), [5, 5], [2, 2], 0)
+    assert r.labels.tolist() == ref
+    assert r.labels[:, -1].tolist() == [2, 1]
+
+
+def test_engine_padded_batch_equals_single_utterances():
+    g = torch.Generator().manual_seed(32)
+    lp = torch.randn(4, 50, 9, generator=g).log_softmax(-1)
+    tg = torch.randint(1, 9, (4, 12), generator=g)
+    tg[2, 2:6] = 5  # repeats
+    il, tl = torch.tensor([50, 31, 20, 5]), torch.tensor([12, 9, 12, 6])
+    with pytest.warns(RuntimeWarning, match=r"impossible for utterances 3 \(T=5, needs"):
+        r = CTCAligner(method="engine").align(lp, tg, il, tl)
+    assert r.valid.tolist() == [True, True, True, False]
+    for u in range(3):
+        solo = CTCAligner(method="engine").align(lp[u : u + 1, : il[u]], tg[u : u + 1, : tl[u]])
+        assert torch.equal(r.labels[u, : il[u]], solo.labels[0])
+        assert torch.equal(r.score[u], solo.score[0])
+
+
+def test_method_and_backend_arguments():
+    with pytest.raises(ValueError, match="method must be 'engine' or 'kernel'"):
+        CTCAligner(method="fast")
+    with pytest.raises(ValueError, match="backend must be 'auto', 'numba' or 'torch'"):
+        CTCAligner(backend="cuda")
+    lp = torch.randn(1, 4, 3).log_softmax(-1)
+    lp[0, 1, 2] = float("inf")
+    with pytest.raises(ValueError, match=r"log_probs contains \+inf \(utterances \[0\]\)"):
+        CTCAligner().align(lp, torch.tensor([[1]]))
+
+
+def test_engine_other_float_dtypes_run_in_float32():
+    lp = torch.randn(2, 12, 5).log_softmax(-1).to(torch.bfloat16)
+    tg = torch.tensor([[1, 2, 2], [3, 4, 1]])
+    a = CTCAligner(method="engine").align(lp, tg)
+    b = CTCAligner(method="engine").align(lp.float(), tg)
+    assert a.scores.dtype == torch.bfloat16 and a.score.dtype == torch.bfloat16
+    assert torch.equal(a.labels, b.labels)
+    assert torch.equal(a.scores, b.scores.to(torch.bfloat16))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pytorch_hmm.alignment import DTWAligner, SoftDTW, StepPattern, soft_dtw_cost, soft_dtw_distance
-from pytorch_hmm.alignment.dtw import _load_kernels
+from pytorch_hmm.alignment.dtw import _load_kernels, pairwise_distance
 
 try:  # dtw-python: only the tests marked needs_dtw_python use it
     import dtw as dtw_python
@@ -171,6 +171,27 @@ def test_dtw_cost_is_min_over_all_paths(pattern, backend):
 # ----------------------------------------------------------------------------------------------
 # batching, back ends, validation
 # ----------------------------------------------------------------------------------------------
+@pytest.mark.skipif(_load_kernels() is None, reason="needs numba")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+@pytest.mark.parametrize("opts", [{}, {"band": 5}, {"open_begin": True, "open_end": True}])
+def test_costs_computed_in_kernel_match_given_costs(metric, dtype, opts):
+    """numba + built-in distance: each pair's cost matrix is computed inside the compiled
+    kernel; same result as aligning the torch-computed cost matrices."""
+    g = torch.Generator().manual_seed(3)
+    B, N, M, D = 5, 23, 30, 11  # D not a multiple of 4
+    x = torch.randn(B, N, D, generator=g, dtype=dtype)
+    y = torch.randn(B, M, D, generator=g, dtype=dtype)
+    xl, yl = torch.tensor([23, 1, 9, 23, 17]), torch.tensor([30, 4, 1, 30, 12])
+    al = DTWAligner(distance=metric, step_pattern="symmetric1", **opts)
+    r = al.align(x, y, xl, yl)
+    ref = al.align_cost(pairwise_distance(x, y, metric), xl, yl)
+    torch.testing.assert_close(r.path, ref.path, rtol=0, atol=0)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(r.cost, ref.cost, rtol=tol, atol=tol)
+    assert r.cost.dtype == dtype
+
+
 @pytest.mark.parametrize("opts", [{}, {"band": 6}, {"open_end": True}])
 def test_batched_with_lengths_equals_single(opts):
     torch.manual_seed(0)

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from pytorch_hmm.alignment import monotonic_alignment_search
-from pytorch_hmm.alignment.dtw import _load_kernels
+from pytorch_hmm.core._numba import load_kernels
 
-BACKENDS = ["torch"] + (["numba"] if _load_kernels() is not None else [])
+BACKENDS = ["torch"] + (
+    ["numba"] if load_kernels("pytorch_hmm.alignment._numba_kernels") is not None else []
+)
 
 
 def _brute(lp: np.ndarray):
@@ -127,3 +129,94 @@ def test_cuda_matches_cpu():
     assert b.alignment.is_cuda
     torch.testing.assert_close(a.alignment, b.alignment.cpu(), rtol=0, atol=0)
     torch.testing.assert_close(a.durations, b.durations.cpu(), rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------------------
+# the engine graph (method="engine") against the dedicated recursions (method="kernel") and a
+# plain copy of monotonic-align's maximum_path_each (the previous kernel's arithmetic)
+
+
+def _reference(lp: np.ndarray, tx: int, ty: int) -> np.ndarray:
+    """monotonic-align's ``maximum_path_each`` on ``lp`` (T_text, T_mel), in lp's dtype."""
+    path = np.zeros(lp.shape, dtype=lp.dtype)
+    if tx == 0:
+        return path
+    val = lp.copy()
+    neg = -np.inf
+    for y in range(ty):
+        for x in range(max(0, tx + y - ty), min(tx, y + 1)):
+            v_cur = neg if x == y else val[x, y - 1]
+            if x == 0:
+                v_prev = 0.0 if y == 0 else neg
+            else:
+                v_prev = val[x - 1, y - 1]
+            val[x, y] = max(v_cur, v_prev) + val[x, y]
+    index = tx - 1
+    for y in range(ty - 1, -1, -1):
+        path[index, y] = 1
+        if index != 0 and (index == y or val[index, y - 1] < val[index - 1, y - 1]):
+            index -= 1
+    return path
+
+
+def _random_batch(g, dtype, ties):
+    B = int(torch.randint(1, 6, (1,), generator=g))
+    Tx = int(torch.randint(1, 10, (1,), generator=g))
+    Ty = Tx + int(torch.randint(0, 25, (1,), generator=g))
+    if ties:
+        lp = torch.randint(-2, 1, (B, Tx, Ty), generator=g).to(dtype)
+    else:
+        lp = torch.randn(B, Tx, Ty, generator=g).to(dtype) * 3
+    tx = torch.randint(0, Tx + 1, (B,), generator=g)
+    ty = torch.minimum(tx + torch.randint(0, Ty + 1, (B,), generator=g), torch.tensor(Ty))
+    ty = torch.where(tx == 0, torch.zeros_like(ty), ty)  # empty utterances
+    tx[0], ty[0] = Tx, Ty
+    return lp, tx, ty
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_engine_equals_previous_recursion(backend, dtype):
+    g = torch.Generator().manual_seed(40 if dtype == torch.float32 else 41)
+    for i in range(30):
+        lp, tx, ty = _random_batch(g, dtype, ties=i % 3 == 2)
+        eng = monotonic_alignment_search(lp, tx, ty, backend=backend, method="engine")
+        ker = monotonic_alignment_search(lp, tx, ty, backend=backend, method="kernel")
+        assert torch.equal(eng.alignment, ker.alignment), i
+        assert torch.equal(eng.durations, ker.durations), i
+        for b in range(lp.shape[0]):
+            ref = _reference(lp[b].numpy(), int(tx[b]), int(ty[b]))
+            assert np.array_equal(eng.alignment[b].numpy(), ref), (i, b)
+
+
+@pytest.mark.parametrize("method", ["engine", "kernel"])
+def test_nan_only_matters_where_a_path_reads(method):
+    lp = torch.randn(2, 3, 6)
+    lp[0, 2, 0] = float("nan")  # token 2 at frame 0: on no monotonic path
+    lp[0, 0, 5] = float("nan")  # token 0 at the last frame: on no path either
+    lp[1, :, 4:] = float("nan")  # padding of utterance 1
+    tx, ty = torch.tensor([3, 3]), torch.tensor([6, 4])
+    clean = lp.nan_to_num(nan=-1e4)
+    r = monotonic_alignment_search(lp, tx, ty, method=method)
+    ref = monotonic_alignment_search(clean, tx, ty, method="kernel", backend="torch")
+    assert torch.equal(r.alignment, ref.alignment)
+    lp[1, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"log_p contains NaN \(utterances \[1\]\)"):
+        monotonic_alignment_search(lp, tx, ty, method=method)
+
+
+def test_engine_without_a_finite_path_gives_the_tied_path():
+    lp = torch.randn(2, 3, 6)
+    lp[1] = float("-inf")
+    r = monotonic_alignment_search(lp, method="engine")
+    assert r.durations[1].tolist() == [1, 1, 4]
+    assert r.durations[0].sum() == 6
+    ref = monotonic_alignment_search(lp, method="kernel")
+    assert torch.equal(r.alignment, ref.alignment)
+
+
+def test_method_argument():
+    with pytest.raises(ValueError, match="method must be 'engine' or 'kernel'"):
+        monotonic_alignment_search(torch.randn(3, 5), method="fast")
+    with pytest.raises(ValueError, match="backend must be 'auto', 'numba' or 'torch'"):
+        monotonic_alignment_search(torch.randn(3, 5), backend="gpu")

@@ -9,8 +9,21 @@ than both others, and the path ends on the trailing blank only when strictly bet
 the last token. (One deliberate difference: when the one- and two-state predecessors tie above
 "stay", torchaudio falls through to the worse "stay"; this takes the one-state advance.)
 
-Back ends: a numba kernel on CPU (parallel over utterances) and a torch loop over frames
-(vectorised over utterances and states) on GPU or when numba is missing.
+How it runs: the topology is a graph given to the inference engine
+(:func:`pytorch_hmm.core.viterbi`, ``method="engine"``, the default): one state per position
+of the extended label sequence, numbered backwards (position ``s`` of an utterance with
+``n = 2 S + 1`` positions is state ``n - 1 - s``) so that the engine's "lowest predecessor
+state wins a tie" means stay, then advance, then skip; a banded transition operator
+(``lo=-2``, log value 0 on the allowed moves); ``emission_index`` mapping blank states to
+``blank_id`` and label states to their token (``log_probs`` is read as it is, never copied
+to ``(B, T, K)``); ``log_initial``/``log_final`` on the first/last two positions. The one
+rule the engine's "lowest final state" cannot express (a tie between the last token and the
+trailing blank goes to the last token, which is the higher state) is applied afterwards
+from the engine's last-frame scores and ``ViterbiCarry.traceback``. The engine picks its own
+backend (compiled CPU kernels or torch) from ``backend``.
+
+``method="kernel"`` runs the dedicated recursions instead (a numba kernel on CPU, a torch loop
+over frames elsewhere); they give the same alignments. %(speed)s
 """
 
 from __future__ import annotations
@@ -22,8 +35,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core import backend as _backend
+from ..core.inference import viterbi as _engine_viterbi
+from ..core.transitions import Transitions
 from ..core.validation import check_lengths
-from .dtw import _use_numba
+
+KERNELS = "pytorch_hmm.alignment._numba_kernels"
+METHODS = ("engine", "kernel")
+DEFAULT_METHOD = "engine"
 
 __all__ = ["CTCAlignment", "CTCAligner", "ctc_forced_align"]
 
@@ -103,9 +122,16 @@ def _validate(
                 f"targets contain the blank id {blank_id} (utterances {bad}); "
                 "the blank must not appear in the targets"
             )
-    if torch.isnan(log_probs).any():
-        bad = sorted({int(b) for b in torch.isnan(log_probs).flatten(1).any(1).nonzero()[:, 0]})
-        raise ValueError(f"log_probs contains NaN (utterances {bad})")
+    total = log_probs.detach().sum()  # one pass: NaN or +inf anywhere leave it NaN or +inf
+    if torch.isnan(total) or torch.isposinf(total):
+        for bad_val, what in ((torch.isnan, "NaN"), (torch.isposinf, "+inf")):
+            hit = bad_val(log_probs).flatten(1).any(1)
+            if bool(hit.any()):
+                bad = hit.nonzero()[:, 0].tolist()
+                raise ValueError(
+                    f"log_probs contains {what} (utterances {bad})"
+                    + ("; log-probabilities must be finite or -inf" if what == "+inf" else "")
+                )
     return targets, tcpu, il, tl
 
 
@@ -114,8 +140,12 @@ class CTCAligner:
 
     Args:
         blank_id: index of the CTC blank.
-        backend: ``"auto"`` (numba on CPU if installed, else torch), ``"numba"``, ``"torch"``.
+        backend: ``"auto"`` (compiled kernels on CPU when numba is installed, else torch),
+            ``"numba"`` or ``"torch"``; ``None`` (default): the library's current default
+            (:func:`pytorch_hmm.core.use_backend`, the environment, else ``"auto"``).
         strict: raise ``ValueError`` for impossible utterances instead of warning.
+        method: ``"engine"`` (the CTC graph run by :func:`pytorch_hmm.core.viterbi`) or
+            ``"kernel"`` (the dedicated recursions); both give the same alignments.
 
     Example:
         >>> lp = torch.randn(2, 10, 5).log_softmax(-1)
@@ -124,12 +154,21 @@ class CTCAligner:
         (torch.Size([2, 10]), torch.Size([2, 2, 2]))
     """
 
-    def __init__(self, blank_id: int = 0, backend: str = "auto", strict: bool = False) -> None:
-        if backend not in ("auto", "numba", "torch"):
+    def __init__(
+        self,
+        blank_id: int = 0,
+        backend: Optional[str] = None,
+        strict: bool = False,
+        method: str = DEFAULT_METHOD,
+    ) -> None:
+        if backend is not None and backend not in _backend.BACKENDS:
             raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be 'engine' or 'kernel', got {method!r}")
         self.blank_id = int(blank_id)
         self.backend = backend
         self.strict = strict
+        self.method = method
 
     def align(
         self,
@@ -157,29 +196,14 @@ class CTCAligner:
         B, T, C = log_probs.shape
         S = targets.shape[1]
         device = log_probs.device
-        kernels = _use_numba(device, self.backend)
         lp = log_probs.detach()
-        if kernels is not None:
-            lpn = lp.contiguous().numpy()
-            labels = np.full((B, T), -1, dtype=np.int64)
-            scores = np.zeros((B, T), dtype=lpn.dtype)
-            total = np.empty(B, dtype=np.float64)
-            kernels.ctc_viterbi(
-                lpn,
-                tcpu.contiguous().numpy(),
-                il.numpy(),
-                tl.numpy(),
-                self.blank_id,
-                labels,
-                scores,
-                total,
+        if self.method == "engine":
+            labels_t, scores_t, total_t = _viterbi_engine(
+                lp, tcpu, il, tl, self.blank_id, self.backend
             )
-            labels_t = torch.from_numpy(labels)
-            scores_t = torch.from_numpy(scores)
-            total_t = torch.from_numpy(total).to(lp.dtype)
         else:
-            labels_t, scores_t, total_t = _viterbi_torch(
-                lp, targets.to(device, torch.long), il.to(device), tl.to(device), self.blank_id
+            labels_t, scores_t, total_t = _viterbi_kernel(
+                lp, targets, tcpu, il, tl, self.blank_id, self.backend
             )
         valid = torch.isfinite(total_t).cpu()
         if not bool(valid.all()):
@@ -250,6 +274,130 @@ def _spans(labels: Tensor, il: Tensor, tl: Tensor, S: int, blank: int, valid: Te
     return spans
 
 
+# ------------------------------------------------------------------------------------------
+# method="engine": the CTC graph given to pytorch_hmm.core.viterbi
+
+
+def _graph(tcpu: Tensor, tl: Tensor, S: int, blank: int, dtype: torch.dtype):
+    """The CTC graph of each utterance, states numbered backwards (state ``r`` is position
+    ``s = n - 1 - r`` of the ``n = 2 * tl + 1`` extended labels; states ``r >= n`` unused).
+
+    Returns ``(band (B, K, 3), log_initial (B, K), log_final (B, K), emission_index (B, K))``
+    on the CPU; band slot 0 is the skip ``r -> r - 2``, 1 the advance ``r -> r - 1``, 2 the
+    stay (so the engine's lowest-predecessor tie rule prefers stay, then advance, then skip).
+    """
+    B = tcpu.shape[0]
+    K = 2 * S + 1
+    n = (2 * tl + 1).unsqueeze(1)  # (B, 1)
+    r = torch.arange(K).unsqueeze(0)  # (1, K)
+    s = n - 1 - r  # extended-label position of each state (< 0: unused)
+    used = s >= 0
+    is_tok = used & (s % 2 == 1)
+    k = (s.clamp(min=0) // 2).clamp(max=max(S - 1, 0))  # token index of a label state
+    if S:
+        tok = tcpu.gather(1, k)
+        nxt = tcpu.gather(1, (k + 1).clamp(max=S - 1))
+    else:
+        tok = nxt = torch.zeros((B, K), dtype=torch.long)
+    eidx = torch.where(is_tok, tok, torch.full_like(tok, blank))
+    # skip from label position s to s + 2 (state r - 2): the next label exists and differs
+    skip = is_tok & (r >= 2) & (tok != nxt)
+    zero = torch.zeros((), dtype=dtype)
+    neg = torch.full((), float("-inf"), dtype=dtype)
+    band = torch.stack(
+        [torch.where(skip, zero, neg), torch.where(used, zero, neg), torch.where(used, zero, neg)],
+        dim=-1,
+    )
+    log_initial = torch.where((r == n - 1) | ((r == n - 2) & (n > 1)), zero, neg)
+    log_final = torch.where(used & (r <= 1), zero, neg)
+    return band, log_initial, log_final, eidx
+
+
+def _viterbi_engine(
+    lp: Tensor, tcpu: Tensor, il: Tensor, tl: Tensor, blank: int, backend: Optional[str]
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Labels (B, T), per-frame scores (B, T) and total (B,) through the engine."""
+    B, T, C = lp.shape
+    S = tcpu.shape[1]
+    device = lp.device
+    labels = torch.full((B, T), -1, dtype=torch.long, device=device)
+    scores = torch.zeros((B, T), dtype=lp.dtype, device=device)
+    empty = torch.where(tl == 0, 0.0, float("-inf")).to(torch.float64)  # utterances of 0 frames
+    if T == 0 or B == 0:
+        return labels, scores, empty.to(lp.dtype)
+    em = lp if lp.dtype in (torch.float32, torch.float64) else lp.float()
+    band, lpi, lf, eidx = _graph(tcpu, tl, S, blank, em.dtype)
+    band, lpi, lf, eidx = (x.to(device) for x in (band, lpi, lf, eidx))
+    res = _engine_viterbi(
+        em,
+        lpi,
+        Transitions.banded(band, lo=-2),
+        il.clamp(min=1).to(device),
+        log_final=lf,
+        emission_index=eidx,
+        return_carry=True,
+        check_stochastic=False,
+        on_impossible="ignore",
+        backend=backend,
+    )
+    path = res.path
+    if S:
+        # a tie between the last token (state 1) and the trailing blank (state 0) at the last
+        # frame goes to the last token: the engine's "lowest final state" picked state 0
+        fin = res.carry.scores
+        tie = torch.isfinite(fin[:, 0]) & (fin[:, 1] == fin[:, 0]) & (tl.to(device) > 0)
+        if bool(tie.any()):
+            lf2 = lf.masked_fill(
+                tie.unsqueeze(1) & (torch.arange(lf.shape[1], device=device) == 0), float("-inf")
+            )
+            path = res.carry.traceback(lf2)
+    if path.shape[1] < T:
+        path = torch.nn.functional.pad(path, (0, T - path.shape[1]), value=-1)
+    ok = torch.isfinite(res.score) & (il.to(device) > 0)
+    path = torch.where(ok.unsqueeze(1), path, -1)
+    on = path >= 0
+    labels = torch.where(on, eidx.gather(1, path.clamp(min=0)), labels)
+    scores = torch.where(on, lp.gather(2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1), scores)
+    # the total as the dedicated kernel sums it: frame by frame in float64
+    total = scores.double().cumsum(1)[:, -1] if T else scores.new_zeros(B, dtype=torch.float64)
+    total = torch.where(ok, total, float("-inf"))
+    total = torch.where(il.to(device) > 0, total, empty.to(device))
+    return labels, scores, total.to(lp.dtype)
+
+
+# ------------------------------------------------------------------------------------------
+# method="kernel": the dedicated recursions
+
+
+def _viterbi_kernel(
+    lp: Tensor,
+    targets: Tensor,
+    tcpu: Tensor,
+    il: Tensor,
+    tl: Tensor,
+    blank: int,
+    backend: Optional[str],
+) -> Tuple[Tensor, Tensor, Tensor]:
+    B, T, C = lp.shape
+    device = lp.device
+    kernels = None
+    if lp.dtype in (torch.float32, torch.float64):
+        kernels = _backend.cpu_kernels(KERNELS, device, backend)
+    if kernels is None:
+        return _viterbi_torch(
+            lp, targets.to(device, torch.long), il.to(device), tl.to(device), blank
+        )
+    lpn = lp.contiguous().numpy()
+    labels = np.full((B, T), -1, dtype=np.int64)
+    scores = np.zeros((B, T), dtype=lpn.dtype)
+    total = np.empty(B, dtype=np.float64)
+    with _backend.kernel_call():
+        kernels.ctc_viterbi(
+            lpn, tcpu.contiguous().numpy(), il.numpy(), tl.numpy(), blank, labels, scores, total
+        )
+    return torch.from_numpy(labels), torch.from_numpy(scores), torch.from_numpy(total).to(lp.dtype)
+
+
 def _viterbi_torch(
     lp: Tensor, targets: Tensor, il: Tensor, tl: Tensor, blank: int
 ) -> Tuple[Tensor, Tensor, Tensor]:
@@ -279,8 +427,8 @@ def _viterbi_torch(
     pad1 = torch.full((B, 1), neg, dtype=lp.dtype, device=device)
     pad2 = torch.full((B, 2), neg, dtype=lp.dtype, device=device)
     for t in range(1, T):
-        a1 = torch.cat([pad1, alpha[:, :-1]], dim=1)
-        a2 = torch.cat([pad2, alpha[:, :-2]], dim=1).masked_fill(~skip, neg)
+        a1 = torch.cat([pad1, alpha], dim=1)[:, :Sx]
+        a2 = torch.cat([pad2, alpha], dim=1)[:, :Sx].masked_fill(~skip, neg)
         cand = torch.stack([alpha, a1, a2], dim=1)  # (B, 3, Sx); ties -> first (stay)
         best, arg = cand.max(dim=1)
         active = (t < il).unsqueeze(1)

@@ -77,6 +77,7 @@ STEP_PATTERNS = {
     "asymmetric": StepPattern("asymmetric", ((1, 0, 1.0), (1, 1, 1.0), (1, 2, 1.0)), "N"),
 }
 _NORM_CODE = {"NA": 0, "N+M": 1, "N": 2}
+_METRIC_CODE = {"euclidean": 0, "sqeuclidean": 1, "cosine": 2}
 
 
 def pairwise_distance(x: Tensor, y: Tensor, metric: str = "euclidean") -> Tensor:
@@ -258,6 +259,8 @@ class DTWAligner:
         y = y.to(x.dtype)
         kernels = _use_numba(x.device, self.backend)
         if kernels is not None and x.shape[-2] > 0 and y.shape[-2] > 0:
+            if isinstance(self.distance, str):
+                return self._align_fused(kernels, x, y, x_lengths, y_lengths)
             return self._align_chunked(kernels, x, y, x_lengths, y_lengths)
         with torch.no_grad():
             cost = self._distance(x, y)
@@ -268,9 +271,65 @@ class DTWAligner:
             return self.distance(x, y)
         return pairwise_distance(x, y, self.distance)
 
+    def _align_fused(self, kernels, x, y, x_lengths, y_lengths) -> DTWResult:
+        """CPU + numba, built-in distances: one compiled call in which each numba thread
+        computes the cost matrix of a pair (single-threaded, in its slot of a reused
+        ``(threads, N, M)`` buffer) and aligns it, then takes the next pair.
+
+        The cost computation thus runs on the numba threads only, one pair per thread. The
+        previous design (``torch.cdist`` per pair on torch's intra-op threads, alternating
+        with numba's parallel DTW) kept two thread pools spinning against each other, and lost
+        several-fold under load from other processes. Never materialises ``(B, N, M)``."""
+        unbatched = x.dim() == 2
+        if unbatched:
+            x, y = x.unsqueeze(0), y.unsqueeze(0)
+        B, N, _ = x.shape
+        M = y.shape[1]
+        n = _check_lengths(x_lengths, B, N, "x_lengths")
+        m = _check_lengths(y_lengths, B, M, "y_lengths")
+        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float64
+        slots = max(1, min(B, kernels.num_threads()))
+        nl, ml = n.tolist(), m.tolist()
+        Nc, Mc = (max(nl), max(ml)) if B else (1, 1)
+        scratch = self._buffer(slots * Nc * Mc, dtype)[: slots * Nc * Mc].view(slots, Nc, Mc)
+        di, dj, w = self._arrays()
+        path = np.full((B, N + M, 2), -1, dtype=np.int64)
+        c_out = np.empty(B, dtype=np.float64)
+        e_out = np.empty(B, dtype=np.int64)
+        l_out = np.empty(B, dtype=np.int64)
+        nan = np.zeros(B, dtype=np.bool_)
+        with torch.no_grad():
+            xn = x.detach().to(dtype).contiguous().numpy()
+            yn = y.detach().to(dtype).contiguous().numpy()
+        kernels.dtw_batch_features(
+            xn,
+            yn,
+            n.numpy(),
+            m.numpy(),
+            _METRIC_CODE[self.distance],
+            float(torch.finfo(dtype).tiny),
+            scratch.numpy(),
+            di,
+            dj,
+            w,
+            -1 if self.band is None else self.band,
+            self.open_begin,
+            self.open_end,
+            _NORM_CODE[self.pattern.norm],
+            path,
+            c_out,
+            e_out,
+            l_out,
+            nan,
+        )
+        _raise_nan(nan)
+        res = self._finish(torch.from_numpy(path), c_out, e_out, l_out, n, x.device, dtype)
+        return _unbatch(res) if unbatched else res
+
     def _align_chunked(self, kernels, x, y, x_lengths, y_lengths) -> DTWResult:
-        """CPU + numba: cost matrices for a few pairs at a time (one per numba thread) in a
-        reused buffer, each chunk aligned in parallel; never materialises ``(B, N, M)``."""
+        """CPU + numba, callable distance: cost matrices for a few pairs at a time (one per
+        numba thread) in a reused buffer, each chunk aligned in parallel; never materialises
+        ``(B, N, M)``."""
         unbatched = x.dim() == 2
         if unbatched:
             x, y = x.unsqueeze(0), y.unsqueeze(0)

@@ -10,8 +10,17 @@ finite inputs (the reference uses ``-1e9`` for "impossible" where this uses ``-i
 Layout: ``log_p`` is ``(B, T_text, T_mel)`` as in Glow-TTS (VITS and the ``monotonic-align``
 package take the transpose, ``(B, T_mel, T_text)``).
 
-Back ends: numba on CPU (parallel over the batch); a torch loop over mel frames (vectorised
-over batch and tokens) on GPU or when numba is missing.
+How it runs: ``method="engine"`` gives the search to the inference engine as a graph
+(:func:`pytorch_hmm.core.viterbi`): tokens are the states, numbered backwards (token ``x`` is
+state ``T_text - 1 - x``, so the engine's "lowest predecessor state wins a tie" is "stay
+unless the advance is strictly better"), mel frames the frames, ``log_p`` transposed the
+emissions (read through ``emission_index``, no copy of the states' scores), a banded
+stay/advance operator with log value 0, the first token as the initial state and each
+utterance's last token as its only final state. ``method="kernel"`` runs the dedicated
+recursions: a numba kernel on CPU (parallel over the batch), a torch loop over mel frames
+(vectorised over batch and tokens) elsewhere. %(speed)s
+
+NaN is an error only in the cells some monotonic path reads (both methods and back ends).
 """
 
 from __future__ import annotations
@@ -22,8 +31,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core import backend as _backend
+from ..core.inference import viterbi as _engine_viterbi
+from ..core.transitions import Transitions
 from ..core.validation import check_lengths
-from .dtw import _use_numba
+
+KERNELS = "pytorch_hmm.alignment._numba_kernels"
+METHODS = ("engine", "kernel")
+DEFAULT_METHOD = "engine"
 
 __all__ = ["MASResult", "monotonic_alignment_search"]
 
@@ -49,7 +64,8 @@ def monotonic_alignment_search(
     log_p: Tensor,
     text_lengths: Optional[Tensor] = None,
     mel_lengths: Optional[Tensor] = None,
-    backend: str = "auto",
+    backend: Optional[str] = None,
+    method: str = DEFAULT_METHOD,
 ) -> MASResult:
     """Glow-TTS monotonic alignment search.
 
@@ -59,12 +75,20 @@ def monotonic_alignment_search(
         text_lengths: ``(B,)`` valid tokens (default ``T_text``).
         mel_lengths: ``(B,)`` valid frames (default ``T_mel``); needs
             ``text_lengths <= mel_lengths``.
-        backend: ``"auto"``, ``"numba"`` or ``"torch"``.
+        backend: ``"auto"``, ``"numba"`` or ``"torch"``; ``None`` (default): the library's
+            current default (:func:`pytorch_hmm.core.use_backend`, the environment, else
+            ``"auto"``).
+        method: ``"engine"`` (the graph run by :func:`pytorch_hmm.core.viterbi`) or
+            ``"kernel"`` (the dedicated recursions).
 
     Returns:
         :class:`MASResult` (``alignment`` ``(B, T_text, T_mel)``, ``durations`` ``(B, T_text)``;
         unbatched shapes for a 2-D ``log_p``). Not differentiable (detached), as in Glow-TTS.
     """
+    if backend is not None and backend not in _backend.BACKENDS:
+        raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be 'engine' or 'kernel', got {method!r}")
     if not isinstance(log_p, Tensor) or not log_p.is_floating_point():
         raise TypeError("log_p must be a floating-point tensor of shape (B, T_text, T_mel)")
     unbatched = log_p.dim() == 2
@@ -87,7 +111,98 @@ def monotonic_alignment_search(
         bad = ((tx == 0) != (ty == 0)).nonzero()[:, 0].tolist()
         raise ValueError(f"text_lengths is 0 but mel_lengths is not for utterances {bad}")
     value = log_p.detach()
-    kernels = _use_numba(value.device, backend)
+    if method == "engine":
+        path, dur = _mas_engine(value, tx, ty, backend)
+    else:
+        path, dur = _mas_kernel(value, tx, ty, backend)
+    path = path.to(log_p.dtype)
+    if unbatched:
+        return MASResult(path[0], dur[0])
+    return MASResult(path, dur)
+
+
+def _readable(B: int, Tx: int, Ty: int, tx: Tensor, ty: Tensor, device) -> Tensor:
+    """(B, Tx, Ty) bool: the cells some monotonic path reads (token ``x`` at frame ``y`` with
+    ``x <= y`` and enough frames left for the tokens after ``x``)."""
+    x = torch.arange(Tx, device=device).view(1, Tx, 1)
+    y = torch.arange(Ty, device=device).view(1, 1, Ty)
+    txb = tx.to(device).view(B, 1, 1)
+    tyb = ty.to(device).view(B, 1, 1)
+    return (x < txb) & (y < tyb) & (x <= y) & (x >= txb + y - tyb)
+
+
+def _raise_nan(isnan: Tensor) -> None:
+    bad = isnan.flatten(1).any(1)
+    if bool(bad.any()):
+        raise ValueError(f"log_p contains NaN (utterances {bad.nonzero()[:, 0].tolist()})")
+
+
+# ------------------------------------------------------------------------------------------
+# method="engine": the search as a graph given to pytorch_hmm.core.viterbi
+
+
+def _mas_engine(value: Tensor, tx: Tensor, ty: Tensor, backend: Optional[str]):
+    B, Tx, Ty = value.shape
+    dev = value.device
+    path = torch.zeros((B, Tx, Ty), dtype=value.dtype, device=dev)
+    dur = torch.zeros((B, Tx), dtype=torch.long, device=dev)
+    if B == 0 or Tx == 0 or Ty == 0:
+        return path, dur
+    v = value if value.dtype in (torch.float32, torch.float64) else value.float()
+    total = v.sum()  # one pass: NaN or +inf anywhere leave it NaN or +inf
+    if torch.isnan(total) or torch.isposinf(total):
+        odd = torch.isnan(v)
+        read = _readable(B, Tx, Ty, tx, ty, dev)
+        _raise_nan(odd & read)
+        pinf = torch.isposinf(v)
+        if bool((pinf & read).any()):
+            bad = (pinf & read).flatten(1).any(1).nonzero()[:, 0].tolist()
+            raise ValueError(
+                f"log_p contains +inf (utterances {bad}); log-likelihoods must be finite or -inf"
+            )
+        v = v.masked_fill(odd | pinf, float("-inf"))  # cells no path reads
+    K = Tx
+    r = torch.arange(K, device=dev)
+    zero = torch.zeros((), dtype=v.dtype, device=dev)
+    neg = torch.full((), float("-inf"), dtype=v.dtype, device=dev)
+    band = torch.zeros((K, 2), dtype=v.dtype, device=dev)  # slot 0: r -> r - 1, slot 1: stay
+    log_initial = torch.where(r == K - 1, zero, neg)  # the first token
+    txd = tx.to(dev)
+    log_final = torch.where(r.unsqueeze(0) == (K - txd).unsqueeze(1), zero, neg)  # last token
+    res = _engine_viterbi(
+        v.transpose(1, 2),
+        log_initial,
+        Transitions.banded(band, lo=-1),
+        ty.clamp(min=1).to(dev),
+        log_final=log_final,
+        emission_index=K - 1 - r,
+        check_stochastic=False,
+        on_impossible="ignore",
+        backend=backend,
+    )
+    st = res.path  # (B, Ty) states, -1 on padding and for utterances without a finite path
+    ok = (txd > 0) & torch.isfinite(res.score)
+    if not bool(ok.all()):
+        # every path has log-likelihood -inf: the path all-tied scores give (each token one
+        # frame, the last token the rest)
+        y = torch.arange(Ty, device=dev).unsqueeze(0)
+        tie = (K - 1 - torch.minimum(y, (txd - 1).unsqueeze(1))).expand(B, Ty)
+        fill = (~ok & (txd > 0)).unsqueeze(1) & (y < ty.to(dev).unsqueeze(1))
+        st = torch.where(fill, tie, st)
+    on = st >= 0
+    x = (K - 1 - st).clamp(0, K - 1)
+    path.scatter_(1, x.unsqueeze(1), on.unsqueeze(1).to(value.dtype))
+    dur.scatter_add_(1, x, on.long())
+    return path, dur
+
+
+# ------------------------------------------------------------------------------------------
+# method="kernel": the dedicated recursions
+
+
+def _mas_kernel(value: Tensor, tx: Tensor, ty: Tensor, backend: Optional[str]):
+    B, Tx, Ty = value.shape
+    kernels = _backend.cpu_kernels(KERNELS, value.device, backend)
     if kernels is not None:
         v = value.contiguous()
         if v.dtype not in (torch.float32, torch.float64):
@@ -95,23 +210,15 @@ def monotonic_alignment_search(
         path = torch.zeros((B, Tx, Ty), dtype=v.dtype)
         dur = torch.zeros((B, Tx), dtype=torch.long)
         nan = np.zeros(B, dtype=np.bool_)  # the kernel flags NaN on the cells it reads
-        kernels.mas(v.numpy(), tx.numpy(), ty.numpy(), path.numpy(), dur.numpy(), nan)
+        with _backend.kernel_call():
+            kernels.mas(v.numpy(), tx.numpy(), ty.numpy(), path.numpy(), dur.numpy(), nan)
         if nan.any():
             raise ValueError(f"log_p contains NaN (utterances {np.nonzero(nan)[0].tolist()})")
-        path = path.to(log_p.dtype)
-    else:
-        dev = value.device
-        inside = (torch.arange(Tx, device=dev).view(1, Tx, 1) < tx.to(dev).view(B, 1, 1)) & (
-            torch.arange(Ty, device=dev).view(1, 1, Ty) < ty.to(dev).view(B, 1, 1)
-        )
-        isnan = torch.isnan(value) & inside  # NaN in the padding is ignored, as by the kernel
-        if isnan.any():
-            bad = isnan.flatten(1).any(1).nonzero()[:, 0].tolist()
-            raise ValueError(f"log_p contains NaN (utterances {bad})")
-        path, dur = _mas_torch(value, tx.to(value.device), ty.to(value.device))
-    if unbatched:
-        return MASResult(path[0], dur[0])
-    return MASResult(path, dur)
+        return path, dur
+    dev = value.device
+    if B and Tx and Ty:
+        _raise_nan(torch.isnan(value) & _readable(B, Tx, Ty, tx, ty, dev))
+    return _mas_torch(value, tx.to(dev), ty.to(dev))
 
 
 def _mas_torch(value: Tensor, tx: Tensor, ty: Tensor):

@@ -565,7 +565,7 @@ def _scaled_forward_seq(b, bs, pi, A, lengths, every, final_w, alpha, c, tiny, u
             if not s > tiny:
                 flag = 1
                 s = 1.0
-            inv = 1.0 / s
+            inv = bs.dtype.type(1.0 / s)
             for j in range(K):
                 cur[j] *= inv
         else:
@@ -615,20 +615,26 @@ def _scaled_backward_seq(b, bs, A, lengths, every, final_w, rest, alpha, c, gamm
     xv = xi.reshape((B, nT, K, K))
     ax = 0 if A.shape[0] == 1 else b
     L = lengths[b]
-    for t in range(T):
+    r = rest[b]
+    ok = r > 0.0  # else (underflow, no path) zeros
+    for t in range(L if ok else 0, T):
         for j in range(K):
             gamma[t, b, j] = 0.0
     for t in range(nT):
         for i in range(K):
             for j in range(K):
                 xv[b, t, i, j] = 0.0
-    r = rest[b]
-    if not r > 0.0:
+    if not ok:
         return
     beta = np.empty(K, dtype=bs.dtype)
     v = np.empty(K, dtype=bs.dtype)
     fixed = Tx == 1 and not per_frame
     acc = np.zeros((K, K) if fixed else (1, 1), dtype=bs.dtype)
+    Atr = np.empty((K, K) if Tx == 1 else (1, 1), dtype=bs.dtype)  # A transposed
+    if Tx == 1:
+        for i in range(K):
+            for j in range(K):
+                Atr[j, i] = A[ax, 0, i, j]
     inv_r = 1.0 / r
     for j in range(K):
         beta[j] = final_w[b, j] * inv_r
@@ -637,25 +643,39 @@ def _scaled_backward_seq(b, bs, A, lengths, every, final_w, rest, alpha, c, gamm
         inv = 1.0 / c[t + 1, b]
         for j in range(K):
             v[j] = bs[t + 1, b, j] * beta[j] * inv
+            beta[j] = 0.0
         At = A[ax, 0 if Tx == 1 else t]
-        # beta[i] = sum_j A[i, j] v[j]: a contiguous dot product per row
-        for i in range(K):
-            row = At[i]
-            sm = 0.0
+        if Tx == 1:
+            # beta[i] = sum_j A[i, j] v[j] as rows of the transpose scaled by v[j]
+            # (contiguous over i, no horizontal sums)
             for j in range(K):
-                sm += row[j] * v[j]
-            beta[i] = sm
-        for i in range(K):
-            ai = alpha[t, b, i]
-            gamma[t, b, i] = ai * beta[i]
-            if ai != 0.0:
-                if fixed:
-                    ar = acc[i]
+                vj = v[j]
+                if vj != 0.0:
+                    for i in range(K):
+                        beta[i] += Atr[j, i] * vj
+        else:
+            # a fresh matrix each frame: a contiguous dot product per row
+            for i in range(K):
+                row = At[i]
+                sm = bs.dtype.type(0.0)  # reduction in the array's precision (vectorises)
+                for j in range(K):
+                    sm += row[j] * v[j]
+                beta[i] = sm
+        if fixed:  # alpha_t(i) v(j) summed; times A(i, j) at the end
+            for i in range(K):
+                ai = alpha[t, b, i]
+                gamma[t, b, i] = ai * beta[i]
+                if ai != 0.0:
                     for j in range(K):
-                        ar[j] += ai * v[j]
-                else:
+                        acc[i, j] += ai * v[j]
+        else:
+            xt = xv[b, t if per_frame else 0]
+            for i in range(K):
+                ai = alpha[t, b, i]
+                gamma[t, b, i] = ai * beta[i]
+                if ai != 0.0:
                     row = At[i]
-                    xr = xv[b, t if per_frame else 0, i]
+                    xr = xt[i]
                     for j in range(K):
                         xr[j] += ai * row[j] * v[j]
     if fixed:
@@ -679,3 +699,21 @@ def scaled_backward(bs, A, lengths, every, final_w, rest, alpha, c, gamma, xi, p
         _scaled_backward_seq(
             np.int64(b), bs, A, lengths, every, final_w, rest, alpha, c, gamma, xi, per_frame
         )
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def band_backtrack(back, state, lengths, hi, path):
+    """Follow :func:`band_forward`'s back-pointers: ``back`` (B, T, K) int32 band slots
+    (predecessor of state j at frame t = ``j - (hi - back[b, t, j])``), ``state`` (B,) int64
+    the chosen last state of each sequence, ``lengths`` (B,). Writes ``path`` (B, T) int64,
+    -1 past each length."""
+    B, T, K = back.shape
+    for b in nb.prange(B):
+        L = lengths[b]
+        for t in range(L, T):
+            path[b, t] = -1
+        s = state[b]
+        for t in range(L - 1, -1, -1):
+            path[b, t] = s
+            if t > 0:
+                s = s - (hi - back[b, t, s])

@@ -445,14 +445,26 @@ def _time_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
 class _Pass(NamedTuple):
     """A forward pass: ``alpha`` (T, B, K) scores relative to ``offset`` (T, B) float64 (None
     without history), ``final`` (B, K) each sequence's last-frame scores relative to
-    ``final_offset`` (B,) float64, ``back`` (B, T, K) long predecessor states (max semiring
-    with back-pointers; -1 on frame 0 of a sequence without carry) or None."""
+    ``final_offset`` (B,) float64, ``back`` (B, T, K) predecessor states, long (max semiring
+    with back-pointers; -1 on frame 0 of a sequence without carry), or None; when ``slot_hi``
+    is not None, ``back`` holds the compiled kernel's int32 band slots instead (predecessor
+    ``j - (slot_hi - slot)``; frame 0 unset) and :func:`_states` converts them."""
 
     alpha: Optional[torch.Tensor]
     offset: Optional[torch.Tensor]
     final: torch.Tensor
     final_offset: torch.Tensor
     back: Optional[torch.Tensor]
+    slot_hi: Optional[int] = None
+
+
+def _states(fwd: _Pass) -> Optional[torch.Tensor]:
+    """Back-pointers of a pass as predecessor states (B, T, K) long."""
+    if fwd.back is None or fwd.slot_hi is None:
+        return fwd.back
+    K = fwd.back.shape[-1]
+    j = torch.arange(K, dtype=torch.long)
+    return (j - (fwd.slot_hi - fwd.back.long())).clamp_(0, K - 1)
 
 
 def _initial(p: _Problem, semiring) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
@@ -474,20 +486,26 @@ def _initial(p: _Problem, semiring) -> Tuple[torch.Tensor, torch.Tensor, torch.T
     return init, p.carry.offset.double(), back0, rest
 
 
-def _run_forward(p: _Problem, semiring, history: bool, store_back: bool = False) -> _Pass:
-    """The forward recursion on the chosen backend."""
+def _run_forward(
+    p: _Problem, semiring, history: bool, store_back: bool = False, want_states: bool = False
+) -> _Pass:
+    """The forward recursion on the chosen backend. With ``store_back`` the back-pointers
+    are kept (as the compiled kernel's band slots unless ``want_states`` or a carry)."""
     init, base, back0, trans = _initial(p, semiring)
     if p.kern is not None:
         out = _kernel_forward(p, semiring, history, store_back, init, trans)
     else:
         out = _torch_forward(p, semiring, history, store_back, init, trans)
-    alpha, offset, final, foff, back = out
+    alpha, offset, final, foff, back, slot_hi = out
     if offset is not None:
         offset = offset + base.unsqueeze(0)
     foff = foff + base
-    if back is not None:
+    fwd = _Pass(alpha, offset, final, foff, back, slot_hi)
+    if back is not None and (slot_hi is None or p.carry is not None or want_states):
+        back = _states(fwd)
         back[:, 0] = back0
-    return _Pass(alpha, offset, final, foff, back)
+        fwd = _Pass(alpha, offset, final, foff, back, None)
+    return fwd
 
 
 def _kernel_forward(p, semiring, history, store_back, init, trans):
@@ -517,11 +535,9 @@ def _kernel_forward(p, semiring, history, store_back, init, trans):
         )
     ar = torch.arange(B)
     foff = offset[p.lengths - 1, ar]
-    bk = None
-    if store_back:  # band slots -> predecessor states
-        j = torch.arange(K, dtype=torch.long)
-        bk = (j - (trans.hi - back.long())).clamp_(0, K - 1)
-    return (alpha if history else None), (offset if history else None), final, foff, bk
+    bk = back if store_back else None
+    hi = trans.hi if store_back else None
+    return (alpha if history else None), (offset if history else None), final, foff, bk, hi
 
 
 def _torch_forward(p, semiring, history, store_back, init, trans):
@@ -579,8 +595,8 @@ def _torch_forward(p, semiring, history, store_back, init, trans):
         alpha = torch.stack(alphas)
         mask = _time_mask(L, T).unsqueeze(-1)
         alpha = torch.where(mask, alpha, NEG_INF)
-        return alpha, offset, alpha[L - 1, ar], foff, back
-    return None, None, final, foff, back
+        return alpha, offset, alpha[L - 1, ar], foff, back, None
+    return None, None, final, foff, back, None
 
 
 def _end_frames(lengths: torch.Tensor) -> dict:
@@ -1197,11 +1213,13 @@ def viterbi(
     keep = carry is not None or return_carry
     dt = p.lb.dtype
     with torch.no_grad():
-        fwd = _run_forward(p.promoted(), MaxSemiring, history=False, store_back=True)
+        fwd = _run_forward(
+            p.promoted(), MaxSemiring, history=False, store_back=True, want_states=keep
+        )
         s = fwd.final if p.lf is None else fwd.final + p.lf.to(fwd.final.dtype)
         best, state = s.max(-1)
         ok = torch.isfinite(best)
-        path = _traceback(fwd.back, state, p.lengths)
+        path = _traceback(fwd.back, state, p.lengths, fwd.slot_hi)
         path = torch.where(ok.unsqueeze(1), path, -1)
         if keep:
             score = (best.double() + fwd.final_offset).to(dt)
@@ -1223,10 +1241,19 @@ def viterbi(
 viterbi.__doc__ += _COMMON
 
 
-def _traceback(back: torch.Tensor, state: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Follow back-pointers ``back`` (B, T, K) long from ``state`` (B,) at each sequence's last
-    frame: (B, T) long, -1 past each length."""
+def _traceback(
+    back: torch.Tensor, state: torch.Tensor, lengths: torch.Tensor, slot_hi: Optional[int] = None
+) -> torch.Tensor:
+    """Follow back-pointers ``back`` (B, T, K) from ``state`` (B,) at each sequence's last
+    frame: (B, T) long, -1 past each length. ``back`` holds predecessor states, or band slots
+    of the compiled kernel when ``slot_hi`` is given."""
     B, T, K = back.shape
+    if slot_hi is not None:
+        kern = cpu_kernels(KERNELS, back.device, "numba")
+        path = torch.empty(B, T, dtype=torch.long)
+        with kernel_call():
+            kern.band_backtrack(back.numpy(), _np(state), _np(lengths), slot_hi, path.numpy())
+        return path
     if back.device.type == "cpu":
         bk = back.numpy()
         L = lengths.numpy()
