@@ -9,21 +9,35 @@ than both others, and the path ends on the trailing blank only when strictly bet
 the last token. (One deliberate difference: when the one- and two-state predecessors tie above
 "stay", torchaudio falls through to the worse "stay"; this takes the one-state advance.)
 
-How it runs: the topology is a graph given to the inference engine
-(:func:`pytorch_hmm.core.viterbi`, ``method="engine"``, the default): one state per position
-of the extended label sequence, numbered backwards (position ``s`` of an utterance with
-``n = 2 S + 1`` positions is state ``n - 1 - s``) so that the engine's "lowest predecessor
-state wins a tie" means stay, then advance, then skip; a banded transition operator
-(``lo=-2``, log value 0 on the allowed moves); ``emission_index`` mapping blank states to
-``blank_id`` and label states to their token (``log_probs`` is read as it is, never copied
-to ``(B, T, K)``); ``log_initial``/``log_final`` on the first/last two positions. The one
-rule the engine's "lowest final state" cannot express (a tie between the last token and the
-trailing blank goes to the last token, which is the higher state) is applied afterwards
-from the engine's last-frame scores and ``ViterbiCarry.traceback``. The engine picks its own
-backend (compiled CPU kernels or torch) from ``backend``.
+How it runs (``method``):
 
-``method="kernel"`` runs the dedicated recursions instead (a numba kernel on CPU, a torch loop
-over frames elsewhere); they give the same alignments. %(speed)s
+- ``"engine"``: the topology is a graph given to the inference engine
+  (:func:`pytorch_hmm.core.viterbi`), on whichever backend ``backend`` selects. One state per
+  position of the extended label sequence, numbered backwards (position ``s`` of an
+  utterance with ``n = 2 S + 1`` positions is state ``n - 1 - s``) so that the engine's
+  "lowest predecessor state wins a tie" means stay, then advance, then skip; a banded
+  operator (``lo=-2``, W=3, log value 0 on the allowed moves); ``emission_index`` mapping
+  blank states to ``blank_id`` and label states to their token (``log_probs`` is read as it
+  is, never copied to ``(B, T, K)``); ``log_initial``/``log_final`` on the first/last two
+  positions. The one rule the engine's "lowest final state" cannot express (a tie between
+  the last token, state 1, and the trailing blank, state 0, goes to the last token) is
+  applied afterwards from the last-frame scores of the engine's ``ViterbiCarry`` and its
+  ``traceback``.
+- ``"kernel"``: the dedicated compiled kernel (numba, CPU, parallel over utterances).
+- ``"auto"`` (default): the dedicated kernel where the compiled backend applies (CPU tensors,
+  numba installed, ``backend`` not ``"torch"``), the engine everywhere else (torch, any
+  device).
+
+Why the dedicated kernel stays the compiled default: on ``benchmarks/bench_alignment.py``'s
+CTC row (B=16, T=500, S=100, C=40, float32; 2 shared, loaded cores; medians of 5, 3 runs,
+engine and kernel timed round-robin in one process) the engine took 169-265 ms against
+47-62 ms for the kernel. The engine's recursion itself is as fast (``band_forward`` about
+37 ms a call); the rest is around it: ``return_carry=True`` (needed for the final-tie rule)
+converts the (B, T, K) back-pointers to long states and traces back in Python (about 155 ms),
+plus input checks and the path score. Where no compiled kernel runs, the engine replaced the
+former torch loop over frames: 425-520 ms against 6.9-10.3 s for that loop on the same row.
+Both give the same alignments (tests/test_ctc.py compares them, and a plain copy of the
+kernel's recursion, exactly).
 """
 
 from __future__ import annotations
@@ -41,8 +55,7 @@ from ..core.transitions import Transitions
 from ..core.validation import check_lengths
 
 KERNELS = "pytorch_hmm.alignment._numba_kernels"
-METHODS = ("engine", "kernel")
-DEFAULT_METHOD = "engine"
+METHODS = ("auto", "engine", "kernel")
 
 __all__ = ["CTCAlignment", "CTCAligner", "ctc_forced_align"]
 
@@ -144,8 +157,10 @@ class CTCAligner:
             ``"numba"`` or ``"torch"``; ``None`` (default): the library's current default
             (:func:`pytorch_hmm.core.use_backend`, the environment, else ``"auto"``).
         strict: raise ``ValueError`` for impossible utterances instead of warning.
-        method: ``"engine"`` (the CTC graph run by :func:`pytorch_hmm.core.viterbi`) or
-            ``"kernel"`` (the dedicated recursions); both give the same alignments.
+        method: ``"auto"`` (the compiled kernel where the compiled backend applies, else the
+            engine), ``"engine"`` (the CTC graph run by :func:`pytorch_hmm.core.viterbi`) or
+            ``"kernel"`` (the compiled kernel; CPU and numba only). All give the same
+            alignments (see the module documentation).
 
     Example:
         >>> lp = torch.randn(2, 10, 5).log_softmax(-1)
@@ -159,12 +174,12 @@ class CTCAligner:
         blank_id: int = 0,
         backend: Optional[str] = None,
         strict: bool = False,
-        method: str = DEFAULT_METHOD,
+        method: str = "auto",
     ) -> None:
         if backend is not None and backend not in _backend.BACKENDS:
             raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
         if method not in METHODS:
-            raise ValueError(f"method must be 'engine' or 'kernel', got {method!r}")
+            raise ValueError(f"method must be 'auto', 'engine' or 'kernel', got {method!r}")
         self.blank_id = int(blank_id)
         self.backend = backend
         self.strict = strict
@@ -197,13 +212,19 @@ class CTCAligner:
         S = targets.shape[1]
         device = log_probs.device
         lp = log_probs.detach()
-        if self.method == "engine":
+        kernels = None
+        if self.method != "engine" and lp.dtype in (torch.float32, torch.float64):
+            kernels = _backend.cpu_kernels(KERNELS, device, self.backend)
+        if kernels is None and self.method == "kernel":
+            raise ValueError(
+                "method='kernel' runs the compiled CPU kernel: it needs float32/float64 CPU "
+                "tensors, numba, and backend 'auto' or 'numba'; use method='auto' or 'engine'"
+            )
+        if kernels is not None:
+            labels_t, scores_t, total_t = _viterbi_kernel(kernels, lp, tcpu, il, tl, self.blank_id)
+        else:
             labels_t, scores_t, total_t = _viterbi_engine(
                 lp, tcpu, il, tl, self.blank_id, self.backend
-            )
-        else:
-            labels_t, scores_t, total_t = _viterbi_kernel(
-                lp, targets, tcpu, il, tl, self.blank_id, self.backend
             )
         valid = torch.isfinite(total_t).cpu()
         if not bool(valid.all()):
@@ -359,34 +380,20 @@ def _viterbi_engine(
     labels = torch.where(on, eidx.gather(1, path.clamp(min=0)), labels)
     scores = torch.where(on, lp.gather(2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1), scores)
     # the total as the dedicated kernel sums it: frame by frame in float64
-    total = scores.double().cumsum(1)[:, -1] if T else scores.new_zeros(B, dtype=torch.float64)
+    total = scores.double().cumsum(1)[:, -1]
     total = torch.where(ok, total, float("-inf"))
     total = torch.where(il.to(device) > 0, total, empty.to(device))
     return labels, scores, total.to(lp.dtype)
 
 
 # ------------------------------------------------------------------------------------------
-# method="kernel": the dedicated recursions
+# method="kernel": the dedicated compiled kernel
 
 
 def _viterbi_kernel(
-    lp: Tensor,
-    targets: Tensor,
-    tcpu: Tensor,
-    il: Tensor,
-    tl: Tensor,
-    blank: int,
-    backend: Optional[str],
+    kernels, lp: Tensor, tcpu: Tensor, il: Tensor, tl: Tensor, blank: int
 ) -> Tuple[Tensor, Tensor, Tensor]:
     B, T, C = lp.shape
-    device = lp.device
-    kernels = None
-    if lp.dtype in (torch.float32, torch.float64):
-        kernels = _backend.cpu_kernels(KERNELS, device, backend)
-    if kernels is None:
-        return _viterbi_torch(
-            lp, targets.to(device, torch.long), il.to(device), tl.to(device), blank
-        )
     lpn = lp.contiguous().numpy()
     labels = np.full((B, T), -1, dtype=np.int64)
     scores = np.zeros((B, T), dtype=lpn.dtype)
@@ -396,61 +403,3 @@ def _viterbi_kernel(
             lpn, tcpu.contiguous().numpy(), il.numpy(), tl.numpy(), blank, labels, scores, total
         )
     return torch.from_numpy(labels), torch.from_numpy(scores), torch.from_numpy(total).to(lp.dtype)
-
-
-def _viterbi_torch(
-    lp: Tensor, targets: Tensor, il: Tensor, tl: Tensor, blank: int
-) -> Tuple[Tensor, Tensor, Tensor]:
-    B, T, C = lp.shape
-    S = targets.shape[1]
-    Sx = 2 * S + 1
-    device = lp.device
-    neg = float("-inf")
-    ext = torch.full((B, Sx), blank, dtype=torch.long, device=device)
-    if S:
-        ext[:, 1::2] = targets.clamp(0, C - 1)
-    n_states = 2 * tl + 1  # (B,)
-    sidx = torch.arange(Sx, device=device)
-    in_state = sidx.unsqueeze(0) < n_states.unsqueeze(1)
-    skip = torch.zeros((B, Sx), dtype=torch.bool, device=device)
-    if S > 1:
-        skip[:, 3::2] = ext[:, 3::2] != ext[:, 1:-2:2]
-    emit = lp.gather(2, ext.unsqueeze(1).expand(B, T, Sx)) if T else lp.new_zeros((B, 0, Sx))
-    emit = emit.masked_fill(~in_state.unsqueeze(1), neg)
-    alpha = torch.full((B, Sx), neg, dtype=lp.dtype, device=device)
-    bp = torch.zeros((T, B, Sx), dtype=torch.int8, device=device)
-    if T:
-        alpha[:, 0] = emit[:, 0, 0]
-        if Sx > 1:
-            alpha[:, 1] = emit[:, 0, 1]
-        alpha = alpha.masked_fill(~in_state, neg)
-    pad1 = torch.full((B, 1), neg, dtype=lp.dtype, device=device)
-    pad2 = torch.full((B, 2), neg, dtype=lp.dtype, device=device)
-    for t in range(1, T):
-        a1 = torch.cat([pad1, alpha], dim=1)[:, :Sx]
-        a2 = torch.cat([pad2, alpha], dim=1)[:, :Sx].masked_fill(~skip, neg)
-        cand = torch.stack([alpha, a1, a2], dim=1)  # (B, 3, Sx); ties -> first (stay)
-        best, arg = cand.max(dim=1)
-        active = (t < il).unsqueeze(1)
-        alpha = torch.where(active, best + emit[:, t], alpha)
-        bp[t] = torch.where(active, arg, torch.zeros_like(arg)).to(torch.int8)
-    bidx = torch.arange(B, device=device)
-    last = (n_states - 1).clamp_min(0)
-    prev_last = (n_states - 2).clamp_min(0)
-    a_last = alpha[bidx, last]
-    a_prev = torch.where(n_states > 1, alpha[bidx, prev_last], torch.full_like(a_last, neg))
-    s = torch.where(a_prev >= a_last, prev_last, last)
-    s = torch.where(n_states > 1, s, last)
-    total = alpha[bidx, s]
-    total = torch.where(il > 0, total, torch.where(tl == 0, 0.0, neg).to(lp.dtype))
-    labels = torch.full((B, T), -1, dtype=torch.long, device=device)
-    scores = torch.zeros((B, T), dtype=lp.dtype, device=device)
-    for t in range(T - 1, -1, -1):
-        active = t < il
-        lab = ext[bidx, s]
-        labels[:, t] = torch.where(active, lab, labels[:, t])
-        scores[:, t] = torch.where(active, emit[bidx, t, s], scores[:, t])
-        step = bp[t, bidx, s].long()
-        s = torch.where(active, s - step, s)
-    total = torch.where(torch.isnan(total), torch.full_like(total, neg), total)
-    return labels, scores, total

@@ -10,15 +10,37 @@ finite inputs (the reference uses ``-1e9`` for "impossible" where this uses ``-i
 Layout: ``log_p`` is ``(B, T_text, T_mel)`` as in Glow-TTS (VITS and the ``monotonic-align``
 package take the transpose, ``(B, T_mel, T_text)``).
 
-How it runs: ``method="engine"`` gives the search to the inference engine as a graph
-(:func:`pytorch_hmm.core.viterbi`): tokens are the states, numbered backwards (token ``x`` is
-state ``T_text - 1 - x``, so the engine's "lowest predecessor state wins a tie" is "stay
-unless the advance is strictly better"), mel frames the frames, ``log_p`` transposed the
-emissions (read through ``emission_index``, no copy of the states' scores), a banded
-stay/advance operator with log value 0, the first token as the initial state and each
-utterance's last token as its only final state. ``method="kernel"`` runs the dedicated
-recursions: a numba kernel on CPU (parallel over the batch), a torch loop over mel frames
-(vectorised over batch and tokens) elsewhere. %(speed)s
+How it runs (``method``):
+
+- ``"engine"``: the search is a graph given to the inference engine
+  (:func:`pytorch_hmm.core.viterbi`), on whichever backend ``backend`` selects: tokens are
+  the states, numbered backwards (token ``x`` is state ``T_text - 1 - x``, so the engine's
+  "lowest predecessor state wins a tie" is "stay unless the advance is strictly better"),
+  mel frames the frames, ``log_p`` transposed the emissions (read through
+  ``emission_index``), a banded stay/advance operator (``lo=-1``, W=2) with log value 0, the
+  first token the initial state and each utterance's last token its only final state.
+- ``"kernel"``: the dedicated compiled kernel (numba, CPU, parallel over the batch).
+- ``"auto"`` (default): the dedicated kernel where the compiled backend applies (CPU tensors,
+  numba installed, ``backend`` not ``"torch"``), the engine everywhere else (torch, any
+  device).
+
+Why the dedicated kernel stays the compiled default: on ``benchmarks/bench_alignment.py``'s
+MAS row (B=16, T_text=100, T_mel=800, float32; 2 shared, loaded cores; medians of 5, 3
+runs, engine and kernel timed round-robin in one process) the engine took 157-201 ms against
+31-47 ms for the kernel. The engine's recursion itself is close (``band_forward`` about
+23 ms a call); the rest is around it: the path score it computes (which gathers the
+(B, T_mel, T_text) state emissions), a contiguous copy of the transposed ``log_p``, input
+checks and the traceback. The kernel also keeps monotonic-align's float32 arithmetic
+exactly (the engine re-centres every frame and accumulates sequences over 4096 frames in
+float64, so float32 near-ties could in principle resolve differently; none did in the
+tests). Where no compiled kernel runs, the engine replaced the former torch loop over mel
+frames: 277-510 ms against 335-499 ms for that loop (same row, 3 runs round-robin). Both
+methods give the same alignments (tests/test_mas.py compares them, and a plain copy of
+monotonic-align's recursion, exactly).
+
+An utterance that no path of finite log-likelihood can align (``-inf`` everywhere it could
+go) gets, through the engine, the path all-tied scores give (each token one frame, the last
+token the rest); the kernel follows its comparisons of ``-inf`` scores, like monotonic-align.
 
 NaN is an error only in the cells some monotonic path reads (both methods and back ends).
 """
@@ -37,8 +59,7 @@ from ..core.transitions import Transitions
 from ..core.validation import check_lengths
 
 KERNELS = "pytorch_hmm.alignment._numba_kernels"
-METHODS = ("engine", "kernel")
-DEFAULT_METHOD = "engine"
+METHODS = ("auto", "engine", "kernel")
 
 __all__ = ["MASResult", "monotonic_alignment_search"]
 
@@ -65,7 +86,7 @@ def monotonic_alignment_search(
     text_lengths: Optional[Tensor] = None,
     mel_lengths: Optional[Tensor] = None,
     backend: Optional[str] = None,
-    method: str = DEFAULT_METHOD,
+    method: str = "auto",
 ) -> MASResult:
     """Glow-TTS monotonic alignment search.
 
@@ -78,8 +99,9 @@ def monotonic_alignment_search(
         backend: ``"auto"``, ``"numba"`` or ``"torch"``; ``None`` (default): the library's
             current default (:func:`pytorch_hmm.core.use_backend`, the environment, else
             ``"auto"``).
-        method: ``"engine"`` (the graph run by :func:`pytorch_hmm.core.viterbi`) or
-            ``"kernel"`` (the dedicated recursions).
+        method: ``"auto"`` (the compiled kernel where the compiled backend applies, else the
+            engine), ``"engine"`` (the graph run by :func:`pytorch_hmm.core.viterbi`) or
+            ``"kernel"`` (the compiled kernel; CPU and numba only).
 
     Returns:
         :class:`MASResult` (``alignment`` ``(B, T_text, T_mel)``, ``durations`` ``(B, T_text)``;
@@ -88,7 +110,7 @@ def monotonic_alignment_search(
     if backend is not None and backend not in _backend.BACKENDS:
         raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
     if method not in METHODS:
-        raise ValueError(f"method must be 'engine' or 'kernel', got {method!r}")
+        raise ValueError(f"method must be 'auto', 'engine' or 'kernel', got {method!r}")
     if not isinstance(log_p, Tensor) or not log_p.is_floating_point():
         raise TypeError("log_p must be a floating-point tensor of shape (B, T_text, T_mel)")
     unbatched = log_p.dim() == 2
@@ -111,10 +133,18 @@ def monotonic_alignment_search(
         bad = ((tx == 0) != (ty == 0)).nonzero()[:, 0].tolist()
         raise ValueError(f"text_lengths is 0 but mel_lengths is not for utterances {bad}")
     value = log_p.detach()
-    if method == "engine":
-        path, dur = _mas_engine(value, tx, ty, backend)
+    kernels = None
+    if method != "engine":
+        kernels = _backend.cpu_kernels(KERNELS, value.device, backend)
+    if kernels is None and method == "kernel":
+        raise ValueError(
+            "method='kernel' runs the compiled CPU kernel: it needs CPU tensors, numba, and "
+            "backend 'auto' or 'numba'; use method='auto' or 'engine'"
+        )
+    if kernels is not None:
+        path, dur = _mas_kernel(kernels, value, tx, ty)
     else:
-        path, dur = _mas_kernel(value, tx, ty, backend)
+        path, dur = _mas_engine(value, tx, ty, backend)
     path = path.to(log_p.dtype)
     if unbatched:
         return MASResult(path[0], dur[0])
@@ -197,60 +227,19 @@ def _mas_engine(value: Tensor, tx: Tensor, ty: Tensor, backend: Optional[str]):
 
 
 # ------------------------------------------------------------------------------------------
-# method="kernel": the dedicated recursions
+# method="kernel": the dedicated compiled kernel
 
 
-def _mas_kernel(value: Tensor, tx: Tensor, ty: Tensor, backend: Optional[str]):
+def _mas_kernel(kernels, value: Tensor, tx: Tensor, ty: Tensor):
     B, Tx, Ty = value.shape
-    kernels = _backend.cpu_kernels(KERNELS, value.device, backend)
-    if kernels is not None:
-        v = value.contiguous()
-        if v.dtype not in (torch.float32, torch.float64):
-            v = v.float()
-        path = torch.zeros((B, Tx, Ty), dtype=v.dtype)
-        dur = torch.zeros((B, Tx), dtype=torch.long)
-        nan = np.zeros(B, dtype=np.bool_)  # the kernel flags NaN on the cells it reads
-        with _backend.kernel_call():
-            kernels.mas(v.numpy(), tx.numpy(), ty.numpy(), path.numpy(), dur.numpy(), nan)
-        if nan.any():
-            raise ValueError(f"log_p contains NaN (utterances {np.nonzero(nan)[0].tolist()})")
-        return path, dur
-    dev = value.device
-    if B and Tx and Ty:
-        _raise_nan(torch.isnan(value) & _readable(B, Tx, Ty, tx, ty, dev))
-    return _mas_torch(value, tx.to(dev), ty.to(dev))
-
-
-def _mas_torch(value: Tensor, tx: Tensor, ty: Tensor):
-    B, Tx, Ty = value.shape
-    device = value.device
-    neg = torch.tensor(float("-inf"), dtype=value.dtype, device=device)
-    xs = torch.arange(Tx, device=device).unsqueeze(0)  # (1, Tx)
-    txc = tx.unsqueeze(1)
-    tyc = ty.unsqueeze(1)
-    prev = torch.full((B, Tx), float("-inf"), dtype=value.dtype, device=device)
-    down = torch.zeros((B, Tx, Ty), dtype=torch.bool, device=device)
-    neg_col = torch.full((B, 1), float("-inf"), dtype=value.dtype, device=device)
-    for y in range(Ty):
-        lo = (txc + y - tyc).clamp_min(0)
-        in_rng = (xs >= lo) & (xs < torch.clamp(txc, max=y + 1)) & (y < tyc)
-        v_cur = torch.where(xs == y, neg, prev)
-        shifted = torch.cat([neg_col, prev[:, :-1]], dim=1)
-        if y == 0:
-            shifted = shifted.clone()
-            shifted[:, 0] = 0.0
-        cur = torch.maximum(v_cur, shifted) + value[:, :, y]
-        if y > 0:
-            down[:, 1:, y] = (xs[:, 1:] == y) | (prev[:, 1:] < prev[:, :-1])
-        prev = torch.where(in_rng, cur, prev)
-    path = torch.zeros((B, Tx, Ty), dtype=value.dtype, device=device)
-    index = (tx - 1).clamp_min(0)
-    bidx = torch.arange(B, device=device)
-    one = torch.ones((), dtype=value.dtype, device=device)
-    for y in range(Ty - 1, -1, -1):
-        active = (y < ty) & (tx > 0)
-        path[bidx, index, y] = torch.where(active, one, path[bidx, index, y])
-        dec = active & (index != 0) & down[bidx, index, y]
-        index = index - dec.long()
-    dur = path.sum(-1).round().long()
+    v = value.contiguous()
+    if v.dtype not in (torch.float32, torch.float64):
+        v = v.float()
+    path = torch.zeros((B, Tx, Ty), dtype=v.dtype)
+    dur = torch.zeros((B, Tx), dtype=torch.long)
+    nan = np.zeros(B, dtype=np.bool_)  # the kernel flags NaN on the cells it reads
+    with _backend.kernel_call():
+        kernels.mas(v.numpy(), tx.numpy(), ty.numpy(), path.numpy(), dur.numpy(), nan)
+    if nan.any():
+        raise ValueError(f"log_p contains NaN (utterances {np.nonzero(nan)[0].tolist()})")
     return path, dur
