@@ -462,8 +462,10 @@ def test_two_threads_call_the_engine_and_aligners_at_once(backend):
 
     def run(i):
         try:
-            for _ in range(3):
-                results[i] = work()
+            # use_backend is a context variable: each thread enters its own
+            with core.use_backend(be):
+                for _ in range(3):
+                    results[i] = work()
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

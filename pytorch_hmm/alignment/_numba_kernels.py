@@ -415,6 +415,8 @@ def ctc_viterbi(lp, tgt, T, L, blank, labels_out, scores_out, total_out):
     ``lp`` ``(B, Tmax, C)`` log-probs, ``tgt`` ``(B, Smax)``, lengths ``T``/``L``. Fills
     ``labels_out`` (``(B, Tmax)``, pre-filled with -1), ``scores_out`` (``(B, Tmax)``) and
     ``total_out`` (``(B,)``, -inf when no alignment exists). Ties: stay, then s-1, then s-2.
+    Used by ``CTCAligner`` (``method="auto"``/``"kernel"``) on CPU; elsewhere the same graph
+    runs through the engine (``pytorch_hmm.alignment.ctc``: kept for speed).
     """
     B = lp.shape[0]
     for b in nb.prange(B):
@@ -475,6 +477,8 @@ def mas(value, tx, ty, path_out, dur_out, nan_out):
     Same recurrence, tie rule and arithmetic (in the input dtype) as monotonic-align's
     ``maximum_path_each``, keeping two columns plus one decision byte per cell (the decision
     is the comparison the max already makes). ``nan_out[b]`` is set when a NaN was read.
+    Used by ``monotonic_alignment_search`` (``method="auto"``/``"kernel"``) on CPU; elsewhere
+    the same graph runs through the engine (``pytorch_hmm.alignment.mas``: kept for speed).
     """
     B = value.shape[0]
     for b in nb.prange(B):

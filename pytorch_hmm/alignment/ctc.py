@@ -29,15 +29,16 @@ How it runs (``method``):
   device).
 
 Why the dedicated kernel stays the compiled default: on ``benchmarks/bench_alignment.py``'s
-CTC row (B=16, T=500, S=100, C=40, float32; 2 shared, loaded cores; medians of 5, 3 runs,
-engine and kernel timed round-robin in one process) the engine took 169-265 ms against
-47-62 ms for the kernel. The engine's recursion itself is as fast (``band_forward`` about
-37 ms a call); the rest is around it: ``return_carry=True`` (needed for the final-tie rule)
-converts the (B, T, K) back-pointers to long states and traces back in Python (about 155 ms),
-plus input checks and the path score. Where no compiled kernel runs, the engine replaced the
-former torch loop over frames: 425-520 ms against 6.9-10.3 s for that loop on the same row.
-Both give the same alignments (tests/test_ctc.py compares them, and a plain copy of the
-kernel's recursion, exactly).
+CTC row (B=16, T=500, S=100, C=40, float32, medians of 5 runs; 2 shared cores, 3 runs with
+engine and kernel timed round-robin in one process) the engine on compiled kernels took
+110-167 ms against 21-30 ms for the kernel (5.2-5.6x; 169-265 against 47-62 ms in a more
+loaded sitting). Its recursion (``band_forward``, about 15 ms a call) is not the cost; the
+rest is: ``return_carry=True``, needed for the final-tie rule, converts the (B, T, K)
+back-pointers to long states (about 60 ms) and traces back in Python (about 25 ms), then
+input checks and graph set-up. Where no compiled kernel runs, the engine replaced the former
+torch loop over frames: 225-321 ms against 4.1-6.2 s for that loop (same runs). All methods
+give the same alignments (tests/test_ctc.py compares them, and a plain copy of the kernel's
+recursion, exactly).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core._numba import load_kernels
+from ..core.backend import BACKENDS, cpu_kernels, kernel_call
 from ..core.validation import check_lengths
 
 __all__ = [
@@ -35,27 +35,19 @@ __all__ = [
 ]
 
 
+KERNELS = "pytorch_hmm.alignment._numba_kernels"
+
+
 def _load_kernels():
-    """Return the numba kernel module, or ``None`` when numba is unavailable or disabled.
-
-    Set ``PYTORCH_HMM_DISABLE_NUMBA=1`` to force the pure-torch paths.
-    """
-    return load_kernels("pytorch_hmm.alignment._numba_kernels")
+    """The aligners' compiled kernel module on the default backend, or None (torch code)."""
+    return cpu_kernels(KERNELS, torch.device("cpu"))
 
 
-def _use_numba(device: torch.device, backend: str):
-    """Kernel module to use for ``device`` and ``backend`` ("auto", "numba", "torch"), or None."""
-    if backend not in ("auto", "numba", "torch"):
-        raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
-    if backend == "torch":
-        return None
-    kernels = _load_kernels() if device.type == "cpu" else None
-    if backend == "numba" and kernels is None:
-        raise RuntimeError(
-            "backend='numba' needs numba installed and CPU tensors "
-            f"(device is {device.type}); use backend='auto' or 'torch'"
-        )
-    return kernels
+def _use_numba(device: torch.device, backend: Optional[str]):
+    """Kernel module for ``device`` and ``backend`` (None: the default of
+    :mod:`pytorch_hmm.core.backend`; "auto", "numba", "torch"), or None for the torch code.
+    The choice is made by the one dispatch point, :func:`pytorch_hmm.core.backend.cpu_kernels`."""
+    return cpu_kernels(KERNELS, device, backend)
 
 
 class StepPattern(NamedTuple):
@@ -202,7 +194,7 @@ class DTWAligner:
         band: Optional[int] = None,
         open_begin: bool = False,
         open_end: bool = False,
-        backend: str = "auto",
+        backend: Optional[str] = None,
     ) -> None:
         if isinstance(distance, str) and distance not in ("euclidean", "sqeuclidean", "cosine"):
             raise ValueError(
@@ -211,7 +203,7 @@ class DTWAligner:
             )
         if band is not None and (int(band) != band or band < 0):
             raise ValueError(f"band must be a non-negative integer or None, got {band!r}")
-        if backend not in ("auto", "numba", "torch"):
+        if backend is not None and backend not in BACKENDS:
             raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
         self.distance = distance
         self.pattern = _resolve_pattern(step_pattern)
@@ -301,27 +293,28 @@ class DTWAligner:
         with torch.no_grad():
             xn = x.detach().to(dtype).contiguous().numpy()
             yn = y.detach().to(dtype).contiguous().numpy()
-        kernels.dtw_batch_features(
-            xn,
-            yn,
-            n.numpy(),
-            m.numpy(),
-            _METRIC_CODE[self.distance],
-            float(torch.finfo(dtype).tiny),
-            scratch.numpy(),
-            di,
-            dj,
-            w,
-            -1 if self.band is None else self.band,
-            self.open_begin,
-            self.open_end,
-            _NORM_CODE[self.pattern.norm],
-            path,
-            c_out,
-            e_out,
-            l_out,
-            nan,
-        )
+        with kernel_call():
+            kernels.dtw_batch_features(
+                xn,
+                yn,
+                n.numpy(),
+                m.numpy(),
+                _METRIC_CODE[self.distance],
+                float(torch.finfo(dtype).tiny),
+                scratch.numpy(),
+                di,
+                dj,
+                w,
+                -1 if self.band is None else self.band,
+                self.open_begin,
+                self.open_end,
+                _NORM_CODE[self.pattern.norm],
+                path,
+                c_out,
+                e_out,
+                l_out,
+                nan,
+            )
         _raise_nan(nan)
         res = self._finish(torch.from_numpy(path), c_out, e_out, l_out, n, x.device, dtype)
         return _unbatch(res) if unbatched else res
@@ -357,23 +350,24 @@ class DTWAligner:
                 for b in range(b0, b1):
                     d = self._distance(x[b : b + 1, : nl[b]], y[b : b + 1, : ml[b]])[0]
                     C[b - b0, : nl[b], : ml[b]] = d
-                (kernels.dtw_batch if b1 - b0 > 1 else kernels.dtw_serial)(
-                    C.numpy(),
-                    n_np[b0:b1],
-                    m_np[b0:b1],
-                    di,
-                    dj,
-                    w,
-                    -1 if self.band is None else self.band,
-                    self.open_begin,
-                    self.open_end,
-                    _NORM_CODE[self.pattern.norm],
-                    path[b0:b1],
-                    c_out[b0:b1],
-                    e_out[b0:b1],
-                    l_out[b0:b1],
-                    nan[b0:b1],
-                )
+                with kernel_call():
+                    (kernels.dtw_batch if b1 - b0 > 1 else kernels.dtw_serial)(
+                        C.numpy(),
+                        n_np[b0:b1],
+                        m_np[b0:b1],
+                        di,
+                        dj,
+                        w,
+                        -1 if self.band is None else self.band,
+                        self.open_begin,
+                        self.open_end,
+                        _NORM_CODE[self.pattern.norm],
+                        path[b0:b1],
+                        c_out[b0:b1],
+                        e_out[b0:b1],
+                        l_out[b0:b1],
+                        nan[b0:b1],
+                    )
         _raise_nan(nan)
         res = self._finish(torch.from_numpy(path), c_out, e_out, l_out, n, x.device, dtype)
         return _unbatch(res) if unbatched else res
@@ -466,23 +460,24 @@ class DTWAligner:
         e_out = np.empty(B, dtype=np.int64)
         l_out = np.empty(B, dtype=np.int64)
         nan = np.zeros(B, dtype=np.bool_)
-        (kernels.dtw_batch if B > 1 else kernels.dtw_serial)(
-            C,
-            n.numpy(),
-            m.numpy(),
-            di,
-            dj,
-            w,
-            -1 if self.band is None else self.band,
-            self.open_begin,
-            self.open_end,
-            _NORM_CODE[self.pattern.norm],
-            path,
-            c_out,
-            e_out,
-            l_out,
-            nan,
-        )
+        with kernel_call():
+            (kernels.dtw_batch if B > 1 else kernels.dtw_serial)(
+                C,
+                n.numpy(),
+                m.numpy(),
+                di,
+                dj,
+                w,
+                -1 if self.band is None else self.band,
+                self.open_begin,
+                self.open_end,
+                _NORM_CODE[self.pattern.norm],
+                path,
+                c_out,
+                e_out,
+                l_out,
+                nan,
+            )
         _raise_nan(nan)
         return self._finish(torch.from_numpy(path), c_out, e_out, l_out, n, cost.device, cost.dtype)
 
@@ -596,7 +591,7 @@ def dtw_align(
     band: Optional[int] = None,
     open_begin: bool = False,
     open_end: bool = False,
-    backend: str = "auto",
+    backend: Optional[str] = None,
 ) -> DTWResult:
     """Functional form of ``DTWAligner(...).align(x, y, x_lengths, y_lengths)``."""
     return DTWAligner(distance, step_pattern, band, open_begin, open_end, backend).align(

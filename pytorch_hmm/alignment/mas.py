@@ -25,18 +25,19 @@ How it runs (``method``):
   device).
 
 Why the dedicated kernel stays the compiled default: on ``benchmarks/bench_alignment.py``'s
-MAS row (B=16, T_text=100, T_mel=800, float32; 2 shared, loaded cores; medians of 5, 3
-runs, engine and kernel timed round-robin in one process) the engine took 157-201 ms against
-31-47 ms for the kernel. The engine's recursion itself is close (``band_forward`` about
-23 ms a call); the rest is around it: the path score it computes (which gathers the
-(B, T_mel, T_text) state emissions), a contiguous copy of the transposed ``log_p``, input
-checks and the traceback. The kernel also keeps monotonic-align's float32 arithmetic
-exactly (the engine re-centres every frame and accumulates sequences over 4096 frames in
-float64, so float32 near-ties could in principle resolve differently; none did in the
-tests). Where no compiled kernel runs, the engine replaced the former torch loop over mel
-frames: 277-510 ms against 335-499 ms for that loop (same row, 3 runs round-robin). Both
-methods give the same alignments (tests/test_mas.py compares them, and a plain copy of
-monotonic-align's recursion, exactly).
+MAS row (B=16, T_text=100, T_mel=800, float32, medians of 5 runs; 2 shared cores, 3 runs with
+engine and kernel timed round-robin in one process) the engine on compiled kernels took
+77-113 ms against 15-25 ms for the kernel (4.6-5.4x; 157-201 against 31-47 ms in a more
+loaded sitting). Its recursion (``band_forward``, about 25 ms a call: int32 back-pointers for
+every frame and token, where the kernel keeps one byte per cell a path can read) is already
+slower, and around it come the path score the engine computes (about 17 ms: it gathers the
+(B, T_mel, T_text) state emissions), a contiguous copy of the transposed ``log_p`` (about
+13 ms) and input checks. The kernel also keeps monotonic-align's float32 arithmetic exactly
+(the engine re-centres every frame, and accumulates float32 sequences over 4096 frames in
+float64, so float32 near-ties could in principle resolve differently; none did in the tests).
+Where no compiled kernel runs, the engine replaced the former torch loop over mel frames:
+175-317 ms against 247-475 ms for that loop (same runs). All methods give the same alignments
+(tests/test_mas.py compares them, and a plain copy of monotonic-align's recursion, exactly).
 
 An utterance that no path of finite log-likelihood can align (``-inf`` everywhere it could
 go) gets, through the engine, the path all-tied scores give (each token one frame, the last

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..core.backend import kernel_call
 from .dtw import _check_lengths, _use_numba, pairwise_distance
 
 __all__ = ["soft_dtw_distance", "soft_dtw_cost", "SoftDTW"]
@@ -104,7 +105,8 @@ class _SoftDTWFunction(torch.autograd.Function):
         if kernels is not None:
             Cn = Cd.contiguous().numpy()
             R = np.empty((B, Cd.shape[1] + 1, Cd.shape[2] + 1), dtype=np.float64)
-            kernels.soft_dtw_forward(Cn, n.numpy(), m.numpy(), float(gamma), band, R)
+            with kernel_call():
+                kernels.soft_dtw_forward(Cn, n.numpy(), m.numpy(), float(gamma), band, R)
             R = torch.from_numpy(R)
         else:
             # accumulate in float64 on CPU (as the numba kernel); in the input dtype on GPU
@@ -121,9 +123,10 @@ class _SoftDTWFunction(torch.autograd.Function):
         C, R = ctx.saved_tensors
         if ctx.kernels is not None:
             E = np.zeros(C.shape, dtype=np.float64)
-            ctx.kernels.soft_dtw_backward(
-                C.contiguous().numpy(), R.numpy(), ctx.n.numpy(), ctx.m.numpy(), ctx.gamma, E
-            )
+            with kernel_call():
+                ctx.kernels.soft_dtw_backward(
+                    C.contiguous().numpy(), R.numpy(), ctx.n.numpy(), ctx.m.numpy(), ctx.gamma, E
+                )
             E = torch.from_numpy(E)
         else:
             E = _torch_backward(C.to(R.dtype), R, ctx.n, ctx.m, ctx.gamma)
@@ -137,7 +140,7 @@ def soft_dtw_cost(
     x_lengths: Optional[Tensor] = None,
     y_lengths: Optional[Tensor] = None,
     band: Optional[int] = None,
-    backend: str = "auto",
+    backend: Optional[str] = None,
 ) -> Tensor:
     """Soft-DTW value of a local cost matrix, differentiable with respect to ``cost``.
 
@@ -182,7 +185,7 @@ def soft_dtw_distance(
     y_lengths: Optional[Tensor] = None,
     distance: Union[str, Callable[[Tensor, Tensor], Tensor]] = "sqeuclidean",
     band: Optional[int] = None,
-    backend: str = "auto",
+    backend: Optional[str] = None,
 ) -> Tensor:
     """Soft-DTW between feature sequences ``x`` ``(B, N, D)`` and ``y`` ``(B, M, D)``.
 
@@ -221,7 +224,7 @@ class SoftDTW(nn.Module):
         band: Optional[int] = None,
         normalize: bool = False,
         reduction: str = "mean",
-        backend: str = "auto",
+        backend: Optional[str] = None,
     ) -> None:
         super().__init__()
         if reduction not in ("none", "mean", "sum"):

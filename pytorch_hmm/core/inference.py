@@ -89,7 +89,7 @@ class ForwardCarry(NamedTuple):
 class ViterbiCarry(NamedTuple):
     """State of a Viterbi pass after a chunk: ``scores`` (B, K) best-path scores at each
     sequence's last frame relative to ``offset`` (B,) float64, ``frames`` (B,) frames seen,
-    and per chunk so far its back-pointers ``back`` (B, T_c, K) long (the best predecessor
+    and per chunk so far its back-pointers ``back`` (B, T_c, K) int (the best predecessor
     state of each state at each frame; -1 on a sequence's first frame) and ``lengths`` (B,).
     """
 
@@ -463,8 +463,8 @@ def _states(fwd: _Pass) -> Optional[torch.Tensor]:
     if fwd.back is None or fwd.slot_hi is None:
         return fwd.back
     K = fwd.back.shape[-1]
-    j = torch.arange(K, dtype=torch.long)
-    return (j - (fwd.slot_hi - fwd.back.long())).clamp_(0, K - 1)
+    j = torch.arange(K, dtype=torch.int32) - fwd.slot_hi
+    return torch.add(fwd.back, j).clamp_(0, K - 1)  # int32, like the slots
 
 
 def _initial(p: _Problem, semiring) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
@@ -1284,7 +1284,9 @@ def _path_score(p: _Problem, path: torch.Tensor) -> torch.Tensor:
     B, T = p.B, p.T
     mask = path >= 0
     z = path.clamp(min=0)
-    em = p.emissions().gather(2, z.unsqueeze(-1)).squeeze(-1)
+    # the path's emission columns only (no (B, T, K) copy with emission_index)
+    col = z if p.eidx is None else p.eidx.expand(B, p.K).gather(1, z)
+    em = p.lb.gather(2, col.unsqueeze(-1)).squeeze(-1)
     total = torch.where(mask, em, 0).double().sum(1)
     total = total + p.lpi.gather(1, z[:, :1]).squeeze(1).double()
     if T > 1:
