@@ -251,7 +251,9 @@ class DTWAligner:
         y = y.to(x.dtype)
         kernels = _use_numba(x.device, self.backend)
         if kernels is not None and x.shape[-2] > 0 and y.shape[-2] > 0:
-            if isinstance(self.distance, str):
+            # a batch: each numba thread computes its pairs' costs itself (no torch threads
+            # competing with numba's); one pair: torch.cdist on every thread, then the kernel
+            if isinstance(self.distance, str) and x.dim() == 3 and x.shape[0] > 1:
                 return self._align_fused(kernels, x, y, x_lengths, y_lengths)
             return self._align_chunked(kernels, x, y, x_lengths, y_lengths)
         with torch.no_grad():

@@ -345,6 +345,26 @@ class _Problem:
         return sub
 
 
+_PROBLEM_ARGS = (
+    "log_final",
+    "emission_index",
+    "topology",
+    "check_stochastic",
+    "backend",
+    "carry",
+)
+
+
+def _problem(args: dict) -> _Problem:
+    """The validated problem of a public engine function, from its arguments (``locals()``
+    at its start: every public function takes the same inputs under the same names)."""
+    _check_mode(args["on_impossible"])
+    kw = {k: args[k] for k in _PROBLEM_ARGS if k in args}
+    return _Problem(
+        args["log_emissions"], args["log_initial"], args["log_transitions"], args["lengths"], **kw
+    )
+
+
 def _same(x, name, dt, dev):
     if x.dtype != dt:
         raise TypeError(f"{name} has dtype {x.dtype} but log_emissions has {dt}; use one dtype")
@@ -1006,18 +1026,7 @@ def log_likelihood(
     pass (the posteriors), in O(B*T*K) memory. -inf for a sequence that no state path can
     produce.
     """
-    _check_mode(on_impossible)
-    p = _Problem(
-        log_emissions,
-        log_initial,
-        log_transitions,
-        lengths,
-        log_final=log_final,
-        emission_index=emission_index,
-        topology=topology,
-        check_stochastic=check_stochastic,
-        backend=backend,
-    )
+    p = _problem(locals())
     values = p.trans.values
     lf = p.lf
     wants = torch.is_grad_enabled() and any(
@@ -1056,19 +1065,7 @@ def forward(
 
     Not differentiable through an explicit backward: use :func:`log_likelihood` for gradients.
     """
-    _check_mode(on_impossible)
-    p = _Problem(
-        log_emissions,
-        log_initial,
-        log_transitions,
-        lengths,
-        log_final=log_final,
-        emission_index=emission_index,
-        topology=topology,
-        check_stochastic=check_stochastic,
-        backend=backend,
-        carry=carry,
-    )
+    p = _problem(locals())
     dt = p.lb.dtype
     with torch.no_grad():
         p = p.promoted()
@@ -1102,18 +1099,7 @@ def backward(
     """The backward pass: ``log_beta`` (B, T, K) = ``log p(x_{t+1}..x_{L-1}, end | z_t = k)``;
     ``log_final`` at the last real frame (0 without it), -inf on padded frames. The backward
     recursion itself runs as torch code on every backend."""
-    _check_mode(on_impossible)
-    p = _Problem(
-        log_emissions,
-        log_initial,
-        log_transitions,
-        lengths,
-        log_final=log_final,
-        emission_index=emission_index,
-        topology=topology,
-        check_stochastic=check_stochastic,
-        backend=backend,
-    )
+    p = _problem(locals())
     dt = p.lb.dtype
     with torch.no_grad():
         p = p.promoted()
@@ -1149,18 +1135,7 @@ def posteriors(
     the E-step of Baum-Welch. Counts are summed over time, (B, K, K), or with ``per_frame``
     given per move, (B, T-1, K, K) (banded: (B, T-1, K, W)). Sequences with no valid path get
     ``log_likelihood = -inf`` and all-zero posteriors."""
-    _check_mode(on_impossible)
-    p = _Problem(
-        log_emissions,
-        log_initial,
-        log_transitions,
-        lengths,
-        log_final=log_final,
-        emission_index=emission_index,
-        topology=topology,
-        check_stochastic=check_stochastic,
-        backend=backend,
-    )
+    p = _problem(locals())
     with torch.no_grad():
         logZ, gamma, xi = _posteriors(p, per_frame)
         if p.trans.is_banded and not isinstance(log_transitions, Transitions):
@@ -1197,19 +1172,7 @@ def viterbi(
     (memory O(B*N*K) for N frames) and continues on the next chunk; its ``traceback()`` gives
     the whole-sequence path.
     """
-    _check_mode(on_impossible)
-    p = _Problem(
-        log_emissions,
-        log_initial,
-        log_transitions,
-        lengths,
-        log_final=log_final,
-        emission_index=emission_index,
-        topology=topology,
-        check_stochastic=check_stochastic,
-        backend=backend,
-        carry=carry,
-    )
+    p = _problem(locals())
     keep = carry is not None or return_carry
     dt = p.lb.dtype
     with torch.no_grad():
@@ -1328,18 +1291,7 @@ def sample_posterior(
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    _check_mode(on_impossible)
-    p = _Problem(
-        log_emissions,
-        log_initial,
-        log_transitions,
-        lengths,
-        log_final=log_final,
-        emission_index=emission_index,
-        topology=topology,
-        check_stochastic=check_stochastic,
-        backend=backend,
-    )
+    p = _problem(locals())
     B, T, K = p.B, p.T, p.K
     dev = p.lb.device
     with torch.no_grad():
