@@ -261,29 +261,13 @@ class _Problem:
         check_no_nan("log_transitions", trans.values)
         # initial scores
         if carry is None:
-            check_float("log_initial", log_initial)
-            _same(log_initial, "log_initial", dt, dev)
-            if log_initial.shape not in ((K,), (B, K)):
-                raise ValueError(
-                    f"log_initial must have shape (K,) or (B, K) = ({K},) or ({B}, {K}), "
-                    f"got {shape_str(log_initial)}"
-                )
-            check_no_nan("log_initial", log_initial)
-            self.lpi = log_initial.expand(B, K)
+            self.lpi = _state_scores("log_initial", log_initial, B, K, dt, dev)
         else:
             self.lpi = None
             _check_carry(carry, B, K, dev)
         self.lf = None
         if log_final is not None:
-            check_float("log_final", log_final)
-            _same(log_final, "log_final", dt, dev)
-            if log_final.shape not in ((K,), (B, K)):
-                raise ValueError(
-                    f"log_final must have shape (K,) or (B, K) = ({K},) or ({B}, {K}), "
-                    f"got {shape_str(log_final)}"
-                )
-            check_no_nan("log_final", log_final)
-            self.lf = log_final.expand(B, K)
+            self.lf = _state_scores("log_final", log_final, B, K, dt, dev)
         if check_stochastic:
             _check_stochastic(trans, None if carry is not None else log_initial, atol)
         self.lengths = check_lengths(lengths, B, T, dev)
@@ -363,6 +347,19 @@ def _problem(args: dict) -> _Problem:
     return _Problem(
         args["log_emissions"], args["log_initial"], args["log_transitions"], args["lengths"], **kw
     )
+
+
+def _state_scores(name, x, B, K, dt, dev) -> torch.Tensor:
+    """Validate per-state scores (K,) or (B, K) (``log_initial``, ``log_final``) and return
+    them as a (B, K) view."""
+    check_float(name, x)
+    _same(x, name, dt, dev)
+    if x.shape not in ((K,), (B, K)):
+        raise ValueError(
+            f"{name} must have shape (K,) or (B, K) = ({K},) or ({B}, {K}), got {shape_str(x)}"
+        )
+    check_no_nan(name, x)
+    return x.expand(B, K)
 
 
 def _same(x, name, dt, dev):
