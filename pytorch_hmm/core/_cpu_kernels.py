@@ -495,98 +495,6 @@ def band_backward(
         )
 
 
-@nb.njit(**_HELPER)
-def _matvec_left(prev, A, cur):
-    """``cur[j] = sum_i prev[i] A[i, j]`` as rows of A scaled by prev[i] (contiguous over j),
-    two rows at a time, rows with a zero weight skipped."""
-    K = cur.shape[0]
-    for j in range(K):
-        cur[j] = 0.0
-    i = 0
-    while i + 1 < K:
-        a0 = prev[i]
-        a1 = prev[i + 1]
-        if a0 != 0.0 and a1 != 0.0:
-            r0 = A[i]
-            r1 = A[i + 1]
-            for j in range(K):
-                cur[j] += a0 * r0[j] + a1 * r1[j]
-        elif a0 != 0.0:
-            r0 = A[i]
-            for j in range(K):
-                cur[j] += a0 * r0[j]
-        elif a1 != 0.0:
-            r1 = A[i + 1]
-            for j in range(K):
-                cur[j] += a1 * r1[j]
-        i += 2
-    if i < K:
-        a0 = prev[i]
-        if a0 != 0.0:
-            r0 = A[i]
-            for j in range(K):
-                cur[j] += a0 * r0[j]
-
-
-@nb.njit(**_HELPER)
-def _scaled_forward_seq(b, bs, pi, A, lengths, every, final_w, alpha, c, tiny, underflow, rest):
-    """:func:`scaled_forward` for sequence ``b`` (the prange body, compiled as an ordinary
-    function: the parallel lowering optimises loops less well)."""
-    T, B, K = bs.shape
-    S = alpha.shape[0]
-    Tx = A.shape[1]
-    ax = 0 if A.shape[0] == 1 else b
-    L = lengths[b]
-    flag = 0
-    cur = alpha[0, b]
-    s = 0.0
-    for j in range(K):
-        v = pi[b, j] * bs[0, b, j]
-        cur[j] = v
-        s += v
-    c[0, b] = s
-    if not s > tiny:
-        flag = 1
-        s = 1.0
-    inv = 1.0 / s
-    for j in range(K):
-        cur[j] *= inv
-    for t in range(1, L):
-        prev = alpha[(t - 1) % S, b]
-        cur = alpha[t % S, b]
-        _matvec_left(prev, A[ax, 0 if Tx == 1 else t - 1], cur)
-        if t % every == 0:
-            s = 0.0
-            for j in range(K):
-                v = cur[j] * bs[t, b, j]
-                cur[j] = v
-                s += v
-            c[t, b] = s
-            if not s > tiny:
-                flag = 1
-                s = 1.0
-            inv = bs.dtype.type(1.0 / s)
-            for j in range(K):
-                cur[j] *= inv
-        else:
-            for j in range(K):
-                cur[j] *= bs[t, b, j]
-            c[t, b] = 1.0
-    last = alpha[(L - 1) % S, b]
-    r = 0.0
-    for j in range(K):
-        r += last[j] * final_w[b, j]
-    rest[b] = r
-    if not r > tiny:
-        flag = 1
-    underflow[b] = flag
-    for t in range(L, T):
-        c[t, b] = 1.0
-        if S == T:
-            for j in range(K):
-                alpha[t, b, j] = 0.0
-
-
 @nb.njit(**_JIT)
 def scaled_forward(bs, pi, A, lengths, every, final_w, alpha, c, tiny, underflow, rest):
     """Rabiner-scaled forward in probability space.
@@ -598,11 +506,73 @@ def scaled_forward(bs, pi, A, lengths, every, final_w, alpha, c, tiny, underflow
     S = T every frame (zero past each length), S = 2 two alternating ones. ``rest[b] =
     sum_k alpha[L-1, b, k] * final_w[b, k]``; ``underflow[b]`` 1 when a normalised frame's
     sum or ``rest`` is <= ``tiny`` (NaN included), else 0 (the caller recomputes those
-    sequences in log space). log p(x) = sum_t log c[t] + log rest (+ emission shifts)."""
-    for b in nb.prange(bs.shape[1]):
-        _scaled_forward_seq(
-            np.int64(b), bs, pi, A, lengths, every, final_w, alpha, c, tiny, underflow, rest
-        )
+    sequences in log space). log p(x) = sum_t log c[t] + log rest (+ emission shifts).
+
+    The loop body is written inside the ``prange`` rather than in a helper as the other
+    kernels are: measured on peaked emissions (one state with non-zero likelihood per frame,
+    B=32 T=1000 K=64 float32) the helper form took 9-10 ms and this one 6-7 ms."""
+    T, B, K = bs.shape
+    S = alpha.shape[0]
+    Tx = A.shape[1]
+    for b in nb.prange(B):
+        ax = min(np.int64(b), A.shape[0] - 1)
+        L = lengths[b]
+        flag = 0
+        s = 0.0
+        for j in range(K):
+            v = pi[b, j] * bs[0, b, j]
+            alpha[0, b, j] = v
+            s += v
+        c[0, b] = s
+        if not s > tiny:
+            flag = 1
+            s = 1.0
+        inv = 1.0 / s
+        for j in range(K):
+            alpha[0, b, j] *= inv
+        for t in range(1, L):
+            prev = alpha[(t - 1) % S, b]
+            cur = alpha[t % S, b]
+            At = A[ax, min(t - 1, Tx - 1)]
+            for j in range(K):
+                cur[j] = 0.0
+            # rows of A scaled by prev[i] (contiguous over j); zero weights skipped (peaked
+            # emissions leave most states at exactly zero)
+            for i in range(K):
+                ai = prev[i]
+                if ai != 0.0:
+                    for j in range(K):
+                        cur[j] += ai * At[i, j]
+            if t % every == 0:
+                s = 0.0
+                for j in range(K):
+                    v = cur[j] * bs[t, b, j]
+                    cur[j] = v
+                    s += v
+                c[t, b] = s
+                if not s > tiny:
+                    flag = 1
+                    s = 1.0
+                inv = 1.0 / s
+                for j in range(K):
+                    cur[j] *= inv
+            else:
+                for j in range(K):
+                    cur[j] *= bs[t, b, j]
+                c[t, b] = 1.0
+        last = alpha[(L - 1) % S, b]
+        r = 0.0
+        for j in range(K):
+            r += last[j] * final_w[b, j]
+        rest[b] = r
+        if not r > tiny:
+            flag = 1
+        underflow[b] = flag
+        for t in range(L, T):
+            c[t, b] = 1.0
+            if S == T:
+                for j in range(K):
+                    alpha[t, b, j] = 0.0
 
 
 @nb.njit(**_HELPER)
