@@ -5,6 +5,7 @@ Layout (each part in the folder of its name):
 - ``pytorch_hmm.core``: the inference engine (forward, backward, posteriors, Viterbi,
   sampling) as pure functions over emission log-likelihoods (B, T, K).
 - ``pytorch_hmm.models``: models that produce the engine's inputs (GaussianHMM, HMMPyTorch, ...).
+- ``pytorch_hmm.streaming``: online decoding chunk after chunk (StreamingHMMProcessor).
 - ``pytorch_hmm.training``: Baum-Welch EM with additive (distributable) statistics.
 - ``pytorch_hmm.alignment``: DTW, soft-DTW, CTC alignment, monotonic alignment search,
   phone-level HMM forced alignment.
@@ -36,6 +37,9 @@ _EXPORTS: Dict[str, str] = {
     "GaussianHMM": "pytorch_hmm.models",
     "HMMPyTorch": "pytorch_hmm.models",
     "MixtureGaussianHMM": "pytorch_hmm.models",
+    "create_speech_hmm": "pytorch_hmm.models",
+    # streaming
+    "StreamingHMMProcessor": "pytorch_hmm.streaming",
     # training
     "HMMStats": "pytorch_hmm.training",
     "GaussianStats": "pytorch_hmm.training",
@@ -83,7 +87,16 @@ _EXPORTS: Dict[str, str] = {
     "run_quick_test": "pytorch_hmm.quick_test",
     "run_comprehensive_benchmark": "pytorch_hmm.benchmark",
 }
-_SUBMODULES = ("core", "models", "training", "alignment", "speech", "metrics", "io")
+_SUBMODULES = (
+    "core",
+    "models",
+    "training",
+    "alignment",
+    "streaming",
+    "speech",
+    "metrics",
+    "io",
+)
 
 __all__: List[str] = ["__version__", *_SUBMODULES, *_EXPORTS]
 

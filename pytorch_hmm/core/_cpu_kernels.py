@@ -28,6 +28,8 @@ import numpy as np
 from numba.core import types
 from numba.core.extending import intrinsic
 
+from . import online as _online
+
 # reassociation (vectorised reductions) and contraction, but infinities and NaN keep their
 # IEEE meaning: -inf marks impossible states throughout
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -687,3 +689,7 @@ def band_backtrack(back, state, lengths, hi, path):
             path[b, t] = s
             if t > 0:
                 s = s - (hi - back[b, t, s])
+
+
+# the online Viterbi's partial traceback (pytorch_hmm.core.online): one source, compiled here
+online_commit = nb.njit(cache=True, nogil=True)(_online.commit_pending)

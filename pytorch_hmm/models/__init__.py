@@ -1,6 +1,7 @@
 """Models: each turns its parameters into the engine's inputs (see :mod:`pytorch_hmm.core`)."""
 
 from .base import BaseHMM, HMMPyTorch
+from .factory import create_speech_hmm
 from .gaussian import GaussianHMM, diag_gaussian_log_likelihood, full_gaussian_log_likelihood
 from .mixture import MixtureGaussianHMM
 
@@ -9,6 +10,7 @@ __all__ = [
     "GaussianHMM",
     "HMMPyTorch",
     "MixtureGaussianHMM",
+    "create_speech_hmm",
     "diag_gaussian_log_likelihood",
     "full_gaussian_log_likelihood",
 ]

@@ -246,9 +246,15 @@ class LogMelSpectrogram(nn.Module):
             )
 
     def mel_power(
-        self, waveform: torch.Tensor, lengths: Optional[torch.Tensor] = None
+        self,
+        waveform: torch.Tensor,
+        lengths: Optional[torch.Tensor] = None,
+        center: Optional[bool] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, bool]:
-        """Mel power spectrogram ``(B, T, n_mels)`` (before the log), frame lengths, unbatched."""
+        """Mel power spectrogram ``(B, T, n_mels)`` (before the log), frame lengths, unbatched.
+        ``center`` overrides the front end's (the streaming front end frames its own padded
+        buffer with ``center=False``)."""
+        center = self.center if center is None else center
         wav, lengths, unbatched = _prepare_waveform(waveform, lengths)
         dtype = wav.dtype
         spec = torch.stft(
@@ -257,15 +263,15 @@ class LogMelSpectrogram(nn.Module):
             hop_length=self.hop_length,
             win_length=self.win_length,
             window=self.window.to(device=wav.device, dtype=dtype),
-            center=self.center,
+            center=center,
             pad_mode=self.pad_mode,
             return_complex=True,
         )  # (B, n_fft//2+1, T)
         mag = spec.abs()
         pw = mag**self.power if self.power != 1.0 else mag
         mel = torch.einsum("mf,bft->btm", self.mel_basis.to(device=wav.device, dtype=dtype), pw)
-        n_frames = frame_lengths(lengths, self.n_fft, self.hop_length, self.center)
-        if not self.center and int(n_frames.min()) == 0:
+        n_frames = frame_lengths(lengths, self.n_fft, self.hop_length, center)
+        if not center and int(n_frames.min()) == 0:
             raise ValueError(
                 f"a signal is shorter than n_fft={self.n_fft} samples (lengths "
                 f"{lengths.tolist()}) and center=False"
@@ -359,6 +365,11 @@ class MFCC(nn.Module):
             lift = np.ones(n_mfcc)
         self.register_buffer("lifter_weights", torch.from_numpy(lift), persistent=False)
 
+    def cepstra(self, logmel: torch.Tensor) -> torch.Tensor:
+        """DCT and liftering of dB log-mel frames ``(..., n_mels)`` -> ``(..., n_mfcc)``."""
+        c = logmel @ self.dct_matrix.to(device=logmel.device, dtype=logmel.dtype).T
+        return c * self.lifter_weights.to(device=logmel.device, dtype=logmel.dtype)
+
     def forward(
         self,
         waveform: torch.Tensor,
@@ -372,8 +383,7 @@ class MFCC(nn.Module):
             unbatched = True
         else:
             unbatched = False
-        c = x @ self.dct_matrix.to(device=x.device, dtype=x.dtype).T
-        c = c * self.lifter_weights.to(device=x.device, dtype=x.dtype)
+        c = self.cepstra(x)
         if self.cmvn:
             c = cmvn(c, n, variance=self.cmvn_variance)
         if self.delta_order:
