@@ -19,3 +19,25 @@ def test_readme_quick_start_runs():
     assert ns["ll"].shape == (8,) and ns["path"].shape == (8, 200)
     assert (ns["path"][7, 30:] == -1).all()
     assert ns["res"].path.shape == (8, 200)
+
+
+def test_readme_streaming_example_runs():
+    import torch
+
+    import pytorch_hmm as ph
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "process_chunk" in c)
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(8, 80, generator=g) * 3
+    seq = means.repeat_interleave(50, 0) + torch.randn(400, 80, generator=g)
+    ns: dict = {
+        "ph": ph,
+        "train_features": seq[None].repeat(2, 1, 1),
+        "train_lengths": torch.tensor([400, 380]),
+        "audio_stream": [seq[i : i + 160] for i in (0, 120, 240)],  # 40 frames repeated
+        "print": lambda *a: None,
+    }
+    exec(compile(code, "README.md", "exec"), ns)
+    assert ns["rest"].dim() == 1
+    assert ns["r"]["frames"] == 400

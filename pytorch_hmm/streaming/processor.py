@@ -156,6 +156,7 @@ class StreamingHMMProcessor(nn.Module):
         self.smoothing_lag = int(smoothing_lag)
         self.backend = backend
         self._front_template = front
+        self._static = None
         self.reset()
 
     # -- stream state ----------------------------------------------------------------------
@@ -331,9 +332,17 @@ class StreamingHMMProcessor(nn.Module):
         self.reset()
         return out
 
-    def _transitions(self):
-        lA = self.model.log_transitions().detach()
-        return core.make_transitions(lA)
+    def _static_inputs(self):
+        """``(transitions operator, log_initial, log_transitions matrix, check)``, rebuilt
+        only when a model parameter changed (``check``: validate them on this call)."""
+        key = (id(self.model), tuple(p._version for p in self.model.parameters()))
+        if self._static is None or self._static[0] != key:
+            with torch.no_grad():
+                lA = self.model.log_transitions().detach()
+                lpi = self.model.log_initial().detach()
+            self._static = (key, core.make_transitions(lA), lpi, lA)
+            return self._static[1], lpi, lA, True
+        return self._static[1], self._static[2], self._static[3], False
 
     def _decode(self, x: torch.Tensor, lengths: torch.Tensor, final: bool) -> Dict[str, Any]:
         B, n, K = x.shape[0], x.shape[1], self.num_states
@@ -351,8 +360,7 @@ class StreamingHMMProcessor(nn.Module):
                 )
             if bool(torch.isnan(em).any()):
                 raise ValueError("the model's emission log-likelihoods contain NaN")
-            trans = self._transitions()
-            lpi = self.model.log_initial().detach()
+            trans, lpi, lA, check = self._static_inputs()
             fs, vs, fo, vo = fs.clone(), vs.clone(), fo.clone(), vo.clone()
             pred_all = em.new_full((B, n, K), -math.inf) if self.smoothing_lag else None
             fresh = self._frames == 0
@@ -372,7 +380,7 @@ class StreamingHMMProcessor(nn.Module):
                 else:
                     fc = ForwardCarry(fs.index_select(0, di), z, frames)
                     vc = ViterbiCarry(vs.index_select(0, di), z, frames, (), ())
-                kw = dict(backend=self.backend, on_impossible="ignore")
+                kw = dict(backend=self.backend, on_impossible="ignore", check_stochastic=check)
                 f = core.forward(e, lpi, trans, ln.to(dev), carry=fc, **kw)
                 v = core.viterbi(e, lpi, trans, ln.to(dev), carry=vc, return_carry=True, **kw)
                 fs[di], fo[di] = f.carry.scores, fo[di] + f.carry.offset
@@ -383,7 +391,6 @@ class StreamingHMMProcessor(nn.Module):
                 vs[di], vo[di] = vsc, vo[di] + v.carry.offset
                 back[idx] = v.carry.back[-1].to("cpu", torch.long)
                 if pred_all is not None:  # log p(z_t | x_0..x_{t-1}) of each frame of the chunk
-                    lA = self.model.log_transitions().detach()
                     prev = torch.log_softmax(f.log_alpha[:, :-1], -1)
                     if not is_fresh:
                         first = torch.log_softmax(self._fs.index_select(0, di), -1)
@@ -437,7 +444,7 @@ class StreamingHMMProcessor(nn.Module):
             gam = core.posteriors(
                 w.contiguous(),
                 torch.cat(inits),
-                self._transitions(),
+                self._static_inputs()[0],
                 torch.cat(wl).to(w.device),
                 backend=self.backend,
                 on_impossible="ignore",
