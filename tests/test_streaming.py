@@ -354,3 +354,17 @@ def test_create_speech_hmm_streaming_and_fit():
         ph.create_speech_hmm(3, 2, "hsmm")
     with pytest.raises(ValueError, match="model_type"):
         ph.create_speech_hmm(3, 2, "bogus")
+
+
+def test_wraps_mixture_and_emission_score_models():
+    g = torch.Generator().manual_seed(3)
+    mix = ph.MixtureGaussianHMM(4, 3, num_mixtures=2, dtype=torch.float64)
+    x = torch.randn(2, 70, 3, generator=g, dtype=torch.float64) * 2
+    mix.fit(x, n_iter=3)
+    scores = torch.randn(70, 3, generator=g, dtype=torch.float64).log_softmax(-1)
+    plain = ph.HMMPyTorch(torch.tensor([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]]),
+                          dtype=torch.float64)  # fmt: skip
+    for model, data in ((mix, x[0]), (plain, scores)):
+        proc = StreamingHMMProcessor(model=model)
+        path, _ = _stream(proc, data, _chunks(70, np.random.default_rng(0)))
+        assert torch.equal(path, model.viterbi(data).path[0])
