@@ -476,3 +476,20 @@ def test_scaled_forward_flags_underflow(dtype):
     ck.scaled_backward(bs, A, case["lengths"], 1, fw, rest, alpha, c, gamma, xi, False)
     assert np.all(gamma[:, 2] == 0.0) and np.all(xi[2] == 0.0)
     assert np.all(np.isfinite(gamma[:, [0, 3]])) and np.all(np.isfinite(xi[[0, 3]]))
+
+
+def test_small_kernel_calls_run_on_the_calling_thread():
+    numba = pytest.importorskip("numba")
+    from pytorch_hmm.core.backend import SERIAL_WORK, kernel_call
+
+    before = numba.get_num_threads()
+    with kernel_call(SERIAL_WORK - 1, 8):
+        assert numba.get_num_threads() == 1
+    with kernel_call(10 * SERIAL_WORK, 1):  # one sequence: nothing to run in parallel
+        assert numba.get_num_threads() == 1
+    with kernel_call(10 * SERIAL_WORK, 8):
+        assert numba.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with kernel_call(1, 1):
+            raise RuntimeError("kernel failed")
+    assert numba.get_num_threads() == before

@@ -125,11 +125,41 @@ def _threadsafe_layer() -> bool:
     return _SAFE
 
 
+# below this much work (sequences x frames x states x moves) a parallel kernel runs on the
+# calling thread alone: waking numba's worker threads costs more than the loop, and on a
+# busy machine much more (one 10 ms streaming chunk, K=8: 2.1 ms a chunk serial, 8.4 ms
+# with two worker threads beside a second busy process)
+SERIAL_WORK = 1 << 16
+
+
 @contextlib.contextmanager
-def kernel_call() -> Iterator[None]:
-    """Wrap every call of a compiled parallel kernel (engine and aligners alike)."""
-    if _threadsafe_layer():
+def kernel_call(work: Optional[int] = None, sequences: Optional[int] = None) -> Iterator[None]:
+    """Wrap every call of a compiled parallel kernel (engine and aligners alike). With
+    ``work`` below :data:`SERIAL_WORK`, or one sequence (``sequences=1``: nothing to run in
+    parallel), the kernel runs on the calling thread (numba's thread count is local to the
+    calling thread and restored afterwards)."""
+    serial = (work is not None and work < SERIAL_WORK) or sequences == 1
+    with _serial_threads(serial):
+        if _threadsafe_layer():
+            yield
+            return
+        with _LOCK:
+            yield
+
+
+@contextlib.contextmanager
+def _serial_threads(serial: bool) -> Iterator[None]:
+    if not serial:
         yield
         return
-    with _LOCK:
+    import numba
+
+    before = numba.get_num_threads()
+    if before == 1:
         yield
+        return
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)

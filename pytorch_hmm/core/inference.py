@@ -540,7 +540,7 @@ def _kernel_forward(p, semiring, history, store_back, init, trans):
     offset = torch.empty(T, B, dtype=torch.float64)
     final = lb.new_empty(B, K)
     back = torch.empty(B, T if store_back else 1, K if store_back else 1, dtype=torch.int32)
-    with kernel_call():
+    with kernel_call(B * T * K * band.shape[-2], B):
         p.kern.band_forward(
             _np(lb),
             p.eidx_np(),
@@ -700,7 +700,7 @@ def _kernel_backward(p: _Problem, fwd: _Pass, per_frame: bool):
     gamma = p.lb.new_zeros(T, B, K)
     xi = p.lb.new_zeros((B, max(T - 1, 0), K, W) if per_frame else (B, K, W))
     lf = p.lf if p.lf is not None else p.lb.new_zeros(B, K)
-    with kernel_call():
+    with kernel_call(B * T * K * W, B):
         p.kern.band_backward(
             _np(p.lb),
             p.eidx_np(),
@@ -781,7 +781,7 @@ def _scaled_forward(p: _Problem, history: bool) -> _Scaled:
         c = em.new_empty(T, B)
         flags = torch.zeros(B, dtype=torch.uint8)
         rest = em.new_empty(B)
-        with kernel_call():
+        with kernel_call(B * T * K * K, B):
             p.kern.scaled_forward(
                 _np(bs),
                 _np(pi),
@@ -855,7 +855,7 @@ def _scaled_posteriors(p: _Problem, per_frame: bool):
     if p.kern is not None:
         gamma = torch.empty_like(alpha)
         xi = alpha.new_zeros((B, max(T - 1, 0), K, K) if per_frame else (B, K, K))
-        with kernel_call():
+        with kernel_call(B * T * K * K, B):
             p.kern.scaled_backward(
                 _np(bs),
                 _np(A),
@@ -1218,7 +1218,7 @@ def _traceback(
     if slot_hi is not None:
         kern = cpu_kernels(KERNELS, back.device, "numba")
         path = torch.empty(B, T, dtype=torch.long)
-        with kernel_call():
+        with kernel_call(B * T, B):
             kern.band_backtrack(back.numpy(), _np(state), _np(lengths), slot_hi, path.numpy())
         return path
     if back.device.type == "cpu":
