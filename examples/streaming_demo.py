@@ -52,7 +52,7 @@ def chunks_from_file(wav: torch.Tensor, pace: bool):
         yield wav[i : i + HOP]
 
 
-def chunks_from_mic(seconds: float):
+def require_sounddevice():
     try:
         import sounddevice as sd
     except (ImportError, OSError) as e:
@@ -60,6 +60,11 @@ def chunks_from_mic(seconds: float):
             f"--mic needs the sounddevice package ({e}); install it with "
             "`pip install sounddevice` (and PortAudio: `apt install libportaudio2`)"
         ) from None
+    return sd
+
+
+def chunks_from_mic(seconds: float):
+    sd = require_sounddevice()
     with sd.InputStream(samplerate=SR, channels=1, blocksize=HOP, dtype="float32") as s:
         for _ in range(int(seconds * SR / HOP)):
             block, _ = s.read(HOP)
@@ -71,6 +76,8 @@ def main(argv=None) -> None:
     ap.add_argument("--fast", action="store_true", help="do not pace the file in real time")
     ap.add_argument("--mic", type=float, default=None, help="seconds from the microphone")
     args = ap.parse_args(argv)
+    if args.mic:
+        require_sounddevice()  # before training: say what is missing at once
     wav, _ = load_audio(WAV, sample_rate=SR)
     hmm = train(wav)
     proc = ph.StreamingHMMProcessor(model=hmm, feature_extractor=front_end(), chunk_size=HOP)
