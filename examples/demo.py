@@ -12,7 +12,9 @@ Runs in a few minutes on a 2-core CPU (``--quick``: under a minute):
    .lab and JSON files written to ``out/forced_alignment``;
 5. TTS parameter generation: state means and variances of the HTS acoustic features of
    arctic_a0001 expanded by the state durations, MLPG, and the mel-cepstral distortion of
-   the generated trajectory against the natural one.
+   the generated trajectory against the natural one;
+6. streaming: the ARCTIC recording decoded 10 ms at a time by StreamingHMMProcessor (audio
+   in, streaming MFCC front end), checked against offline Viterbi.
 
     bash scripts/run_demo.sh            # or: python examples/demo.py [--quick]
 """
@@ -20,6 +22,7 @@ Runs in a few minutes on a 2-core CPU (``--quick``: under a minute):
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -158,6 +161,18 @@ def tts_parameter_generation() -> None:
     )
 
 
+def streaming_decoding() -> bool:
+    """The ARCTIC recording streamed 10 ms at a time (examples/streaming_demo.py, unpaced)."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import streaming_demo
+
+    try:
+        streaming_demo.main(["--fast", "--quiet"])
+    except SystemExit as e:
+        return not e.code
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="pytorch_hmm demo on bundled real speech")
     ap.add_argument("--quick", action="store_true", help="smaller forced-alignment run")
@@ -171,6 +186,8 @@ def main() -> int:
     flat_start_forced_alignment(a.quick)
     section("5. TTS parameter generation with MLPG (CMU ARCTIC HTS features)")
     tts_parameter_generation()
+    section("6. streaming: online Viterbi on the ARCTIC recording, 10 ms chunks")
+    ok = streaming_decoding() and ok
     return 0 if ok else 1
 
 

@@ -75,6 +75,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fast", action="store_true", help="do not pace the file in real time")
     ap.add_argument("--mic", type=float, default=None, help="seconds from the microphone")
+    ap.add_argument("--quiet", action="store_true", help="print every second, not every 100 ms")
     args = ap.parse_args(argv)
     if args.mic:
         require_sounddevice()  # before training: say what is missing at once
@@ -88,7 +89,7 @@ def main(argv=None) -> None:
         r = proc.process_chunk(chunk)
         lat.append(time.perf_counter() - t0)
         committed.append(r["committed_states"])
-        if n % 10 == 0:  # print every 100 ms
+        if n % (100 if args.quiet else 10) == 0:  # every second / every 100 ms
             print(
                 f"{n * 10:6d} ms  state {int(r['current_state']):2d}  "
                 f"confidence {float(r['confidence']):.2f}  committed {r['committed_start']:4d}"
