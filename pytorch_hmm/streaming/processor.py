@@ -348,10 +348,11 @@ class StreamingHMMProcessor(nn.Module):
         B, n, K = x.shape[0], x.shape[1], self.num_states
         dev = self._fs.device
         fs, vs, fo, vo = self._fs, self._vs, self._fo, self._vo
-        back = torch.zeros(B, n, K, dtype=torch.long)
+        back = None
         pred_all = None
         em = None
-        if n > 0 and bool((lengths > 0).any()):
+        active = lengths > 0
+        if n > 0 and bool(active.any()):
             with torch.no_grad():
                 em = self.model.emission_log_likelihood(x).detach()
             if em.shape != (B, n, K):
@@ -360,45 +361,36 @@ class StreamingHMMProcessor(nn.Module):
                 )
             if bool(torch.isnan(em).any()):
                 raise ValueError("the model's emission log-likelihoods contain NaN")
-            trans, lpi, lA, check = self._static_inputs()
-            fs, vs, fo, vo = fs.clone(), vs.clone(), fo.clone(), vo.clone()
-            pred_all = em.new_full((B, n, K), -math.inf) if self.smoothing_lag else None
             fresh = self._frames == 0
-            for is_fresh in (True, False):
-                sel = (fresh if is_fresh else ~fresh) & (lengths > 0)
-                if not bool(sel.any()):
-                    continue
-                idx = torch.nonzero(sel).squeeze(1)
-                whole = len(idx) == B
-                e = em if whole else em.index_select(0, idx.to(dev))
-                ln = lengths if whole else lengths.index_select(0, idx)
-                frames = self._frames if whole else self._frames.index_select(0, idx)
-                di = idx.to(dev)
-                z = torch.zeros(len(idx), dtype=torch.float64, device=dev)
-                if is_fresh:  # a stream's first frames start from log_initial
-                    fc = vc = None
-                else:
-                    fc = ForwardCarry(fs.index_select(0, di), z, frames)
-                    vc = ViterbiCarry(vs.index_select(0, di), z, frames, (), ())
-                kw = dict(backend=self.backend, on_impossible="ignore", check_stochastic=check)
-                f = core.forward(e, lpi, trans, ln.to(dev), carry=fc, **kw)
-                v = core.viterbi(e, lpi, trans, ln.to(dev), carry=vc, return_carry=True, **kw)
-                fs[di], fo[di] = f.carry.scores, fo[di] + f.carry.offset
-                vsc = v.carry.scores
-                if self.beam is not None:
-                    top = vsc.max(-1, keepdim=True).values
-                    vsc = vsc.masked_fill(vsc < top - self.beam, -math.inf)
-                vs[di], vo[di] = vsc, vo[di] + v.carry.offset
-                back[idx] = v.carry.back[-1].to("cpu", torch.long)
-                if pred_all is not None:  # log p(z_t | x_0..x_{t-1}) of each frame of the chunk
-                    prev = torch.log_softmax(f.log_alpha[:, :-1], -1)
-                    if not is_fresh:
-                        first = torch.log_softmax(self._fs.index_select(0, di), -1)
-                        prev = torch.cat([first.unsqueeze(1), prev], 1)
-                    pr = torch.logsumexp(prev.unsqueeze(-1) + lA, -2)
-                    if is_fresh:
-                        pr = torch.cat([lpi.expand(len(idx), 1, K), pr], 1)
-                    pred_all[di] = pr
+            n_fresh = int(fresh.sum())
+            if bool(active.all()) and n_fresh in (0, B):  # the usual case: one engine call each
+                fs, fo, vs, vo, back, pred_all = self._run_group(
+                    em, lengths, self._frames, fs, vs, fo, vo, n_fresh == B
+                )
+            else:
+                fs, vs, fo, vo = fs.clone(), vs.clone(), fo.clone(), vo.clone()
+                back = torch.zeros(B, n, K, dtype=torch.long)
+                pred_all = em.new_full((B, n, K), -math.inf) if self.smoothing_lag else None
+                for is_fresh in (True, False):
+                    idx = torch.nonzero((fresh if is_fresh else ~fresh) & active).squeeze(1)
+                    if not len(idx):
+                        continue
+                    di = idx.to(dev)
+                    out = self._run_group(
+                        em.index_select(0, di),
+                        lengths.index_select(0, idx),
+                        self._frames.index_select(0, idx),
+                        fs.index_select(0, di),
+                        vs.index_select(0, di),
+                        fo.index_select(0, di),
+                        vo.index_select(0, di),
+                        is_fresh,
+                    )
+                    fs[di], fo[di], vs[di], vo[di], back[idx] = out[:5]
+                    if pred_all is not None:
+                        pred_all[di] = out[5]
+        if back is None:
+            back = torch.zeros(B, n, K, dtype=torch.long)
         res, kill = self._dec_step(back, lengths, vs, final)
         if bool(kill.any()):
             vs = vs.masked_fill(kill.to(dev), -math.inf)
@@ -407,6 +399,39 @@ class StreamingHMMProcessor(nn.Module):
         self._fs, self._vs, self._fo, self._vo = fs, vs, fo, vo
         self._frames = self._frames + lengths
         return self._result(res, lengths, smoothed)
+
+    def _run_group(self, em, lengths, frames, fs, vs, fo, vo, fresh: bool):
+        """The engine's forward and Viterbi passes over one chunk of streams that all start
+        (``fresh``: from log_initial) or all continue (from their carries). Returns the new
+        forward scores and offsets, best-path scores and offsets, back-pointers (CPU long)
+        and, when smoothing, the predicted distributions log p(z_t | x_0..x_{t-1})."""
+        trans, lpi, lA, check = self._static_inputs()
+        dev = em.device
+        ln = lengths.to(dev)
+        if fresh:  # a stream's first frames start from log_initial
+            fc = vc = None
+        else:
+            z = torch.zeros(em.shape[0], dtype=torch.float64, device=dev)
+            fc = ForwardCarry(fs, z, frames)
+            vc = ViterbiCarry(vs, z, frames, (), ())
+        kw = dict(backend=self.backend, on_impossible="ignore", check_stochastic=check)
+        f = core.forward(em, lpi, trans, ln, carry=fc, **kw)
+        v = core.viterbi(em, lpi, trans, ln, carry=vc, return_carry=True, **kw)
+        vsc = v.carry.scores
+        if self.beam is not None:
+            top = vsc.max(-1, keepdim=True).values
+            vsc = vsc.masked_fill(vsc < top - self.beam, -math.inf)
+        pred = None
+        if self.smoothing_lag:
+            K = self.num_states
+            prev = torch.log_softmax(f.log_alpha[:, :-1], -1)
+            if not fresh:
+                prev = torch.cat([torch.log_softmax(fs, -1).unsqueeze(1), prev], 1)
+            pred = torch.logsumexp(prev.unsqueeze(-1) + lA, -2)
+            if fresh:
+                pred = torch.cat([lpi.expand(em.shape[0], 1, K), pred], 1)
+        back = v.carry.back[-1].to("cpu", torch.long)
+        return f.carry.scores, fo + f.carry.offset, vsc, vo + v.carry.offset, back, pred
 
     def _dec_step(self, back, lengths, vs, final):
         return self._dec.step(back, lengths, vs, final=final)
@@ -463,13 +488,16 @@ class StreamingHMMProcessor(nn.Module):
         return outs, torch.tensor(starts, dtype=torch.long)
 
     def _result(self, res, lengths, smoothed) -> Dict[str, Any]:
-        seen = self._frames > 0
-        post = torch.softmax(self._fs, -1)
-        post = torch.where(seen.to(post.device).unsqueeze(-1), post, torch.zeros_like(post))
+        lse = torch.logsumexp(self._fs, -1, keepdim=True)
+        post = torch.exp(self._fs - lse)
         conf, state = post.max(-1)
-        state = torch.where(seen.to(state.device), state, -1)
-        ll = self._fo + torch.logsumexp(self._fs.double(), -1)
-        ll = torch.where(seen.to(ll.device), ll, torch.zeros_like(ll))
+        ll = self._fo + lse.squeeze(-1).double()
+        if not bool((self._frames > 0).all()):  # streams without a frame yet
+            seen = (self._frames > 0).to(post.device)
+            post = torch.where(seen.unsqueeze(-1), post, torch.zeros_like(post))
+            conf = torch.where(seen, conf, torch.zeros_like(conf))
+            state = torch.where(seen, state, -1)
+            ll = torch.where(seen, ll, torch.zeros_like(ll))
         out: Dict[str, Any] = {
             "current_state": state,
             "confidence": conf,
