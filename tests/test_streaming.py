@@ -368,3 +368,19 @@ def test_wraps_mixture_and_emission_score_models():
         proc = StreamingHMMProcessor(model=model)
         path, _ = _stream(proc, data, _chunks(70, np.random.default_rng(0)))
         assert torch.equal(path, model.viterbi(data).path[0])
+
+
+def test_front_end_refuses_bad_samples_and_keeps_its_state():
+    fe = _front("logmel").double()
+    wav = torch.randn(1, 3000, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    sf = StreamingFrontEnd(fe, num_streams=1)
+    a = sf.push(wav[:, :1000])
+    for bad, err in (
+        (wav[:, 1000:1500].long(), TypeError),
+        (wav[0, 1000:1500], ValueError),
+        (torch.full((1, 10), float("nan"), dtype=torch.float64), ValueError),
+    ):
+        with pytest.raises(err):
+            sf.push(bad)
+    got = torch.cat([a, sf.push(wav[:, 1000:]), sf.flush()], 1)
+    torch.testing.assert_close(got, fe(wav).features, atol=1e-6, rtol=1e-6)

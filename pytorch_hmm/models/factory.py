@@ -4,7 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+
+from .gaussian import GaussianHMM
+from .mixture import MixtureGaussianHMM
+
+
+def left_to_right_probs(num_states: int, self_loop: float = 0.6):
+    """``(startprob (K,), transmat (K, K))`` of a left-to-right chain: start in state 0, each
+    state stays with ``self_loop`` or moves to the next, the last one stays."""
+    K = int(num_states)
+    if K < 1:
+        raise ValueError(f"num_states must be >= 1, got {num_states}")
+    if not 0.0 < self_loop < 1.0:
+        raise ValueError(f"self_loop must be in (0, 1), got {self_loop}")
+    start = np.zeros(K)
+    start[0] = 1.0
+    A = np.zeros((K, K))
+    for i in range(K - 1):
+        A[i, i], A[i, i + 1] = self_loop, 1.0 - self_loop
+    A[K - 1, K - 1] = 1.0
+    return start, A
+
+
+def left_to_right_hmm(
+    num_states: int,
+    feature_dim: int,
+    covariance_type: str = "diag",
+    self_loop: float = 0.6,
+    dtype: torch.dtype = torch.float32,
+) -> GaussianHMM:
+    """A left-to-right :class:`~pytorch_hmm.GaussianHMM` (see :func:`left_to_right_probs`)."""
+    start, A = left_to_right_probs(num_states, self_loop)
+    return GaussianHMM(
+        int(num_states), feature_dim, covariance_type, startprob=start, transmat=A, dtype=dtype
+    )
+
 
 MODEL_TYPES = ("gaussian", "mixture_gaussian", "streaming")
 _LATER = ("hsmm", "neural")
@@ -42,7 +78,7 @@ def create_speech_hmm(
         )
     if mt not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
-    from ..streaming.processor import StreamingHMMProcessor, left_to_right_hmm
+    from ..streaming.processor import StreamingHMMProcessor
 
     if mt == "streaming":
         return StreamingHMMProcessor(
@@ -53,9 +89,7 @@ def create_speech_hmm(
         if kwargs:
             raise TypeError(f"unexpected options for model_type='gaussian': {sorted(kwargs)}")
         return left_to_right_hmm(num_states, feature_dim, covariance_type, self_loop, dtype)
-    from .mixture import MixtureGaussianHMM
-
-    base = left_to_right_hmm(num_states, feature_dim, "diag", self_loop, torch.float64)
+    start, A = left_to_right_probs(num_states, self_loop)
     m = kwargs.pop("num_mixtures", 2)
     if kwargs:
         raise TypeError(f"unexpected options for model_type='mixture_gaussian': {sorted(kwargs)}")
@@ -64,7 +98,7 @@ def create_speech_hmm(
         feature_dim,
         num_mixtures=m,
         covariance_type=covariance_type,
-        startprob=base.startprob,
-        transmat=base.transmat,
+        startprob=start,
+        transmat=A,
         dtype=dtype,
     )

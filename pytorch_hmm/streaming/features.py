@@ -143,15 +143,30 @@ class StreamingFrontEnd:
         return out
 
     def push(self, samples: torch.Tensor) -> torch.Tensor:
-        """Add ``samples`` (B, n); return the frames they complete, (B, F, dim)."""
+        """Add ``samples`` (B, n); return the frames they complete, (B, F, dim). Bad input
+        (not a floating (B, n) tensor, NaN or inf) raises and leaves the stream unchanged."""
+        if not isinstance(samples, torch.Tensor) or not samples.is_floating_point():
+            raise TypeError(f"samples must be a floating-point tensor, got {type(samples)}")
+        if samples.dim() != 2 or samples.shape[0] != self.B:
+            raise ValueError(
+                f"samples must have shape (B, n) = ({self.B}, n), got {tuple(samples.shape)}"
+            )
+        if not bool(torch.isfinite(samples).all()):
+            raise ValueError("samples contain NaN or inf")
         if samples.shape[1] == 0:
             return samples.new_zeros(self.B, 0, self.dim)
         if self.buf is None:
             buf = torch.cat([samples.new_zeros(self.B, self.pad), samples], 1)
         else:
             buf = torch.cat([self.buf.to(samples.dtype), samples], 1)
+        before = self.state()
+        try:
+            out = self._emit(self._advance(buf), final=False)
+        except Exception:
+            self.load_state(before)
+            raise
         self.samples += samples.shape[1]
-        return self._emit(self._advance(buf), final=False)
+        return out
 
     def flush(self) -> torch.Tensor:
         """The frames left at the end of the streams (the offline count, ``1 + N // hop``

@@ -28,32 +28,10 @@ from torch import nn
 from .. import core
 from ..core.inference import ForwardCarry, ViterbiCarry
 from ..core.online import OnlineViterbi
+from ..models.factory import left_to_right_hmm
 from .features import StreamingFrontEnd
 
-__all__ = ["StreamingHMMProcessor", "left_to_right_hmm"]
-
-
-def left_to_right_hmm(
-    num_states: int,
-    feature_dim: int,
-    covariance_type: str = "diag",
-    self_loop: float = 0.6,
-    dtype: torch.dtype = torch.float32,
-):
-    """A left-to-right :class:`~pytorch_hmm.GaussianHMM`: starts in state 0, each state stays
-    with ``self_loop`` or moves to the next, the last one stays."""
-    from ..models import GaussianHMM
-
-    K = int(num_states)
-    if not 0.0 < self_loop < 1.0:
-        raise ValueError(f"self_loop must be in (0, 1), got {self_loop}")
-    start = np.zeros(K)
-    start[0] = 1.0
-    A = np.zeros((K, K))
-    for i in range(K - 1):
-        A[i, i], A[i, i + 1] = self_loop, 1.0 - self_loop
-    A[K - 1, K - 1] = 1.0
-    return GaussianHMM(K, feature_dim, covariance_type, startprob=start, transmat=A, dtype=dtype)
+__all__ = ["StreamingHMMProcessor"]
 
 
 class StreamingHMMProcessor(nn.Module):
@@ -391,7 +369,7 @@ class StreamingHMMProcessor(nn.Module):
                         pred_all[di] = out[5]
         if back is None:
             back = torch.zeros(B, n, K, dtype=torch.long)
-        res, kill = self._dec_step(back, lengths, vs, final)
+        res, kill = self._dec.step(back, lengths, vs, final=final)
         if bool(kill.any()):
             vs = vs.masked_fill(kill.to(dev), -math.inf)
         smoothed = self._smooth(em, pred_all, lengths, final) if self.smoothing_lag else None
@@ -432,9 +410,6 @@ class StreamingHMMProcessor(nn.Module):
                 pred = torch.cat([lpi.expand(em.shape[0], 1, K), pred], 1)
         back = v.carry.back[-1].to("cpu", torch.long)
         return f.carry.scores, fo + f.carry.offset, vsc, vo + v.carry.offset, back, pred
-
-    def _dec_step(self, back, lengths, vs, final):
-        return self._dec.step(back, lengths, vs, final=final)
 
     def _smooth(self, em, pred, lengths, final):
         """Fixed-lag smoothing: for every frame t with ``lag`` frames after it (all frames at
