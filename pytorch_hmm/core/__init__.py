@@ -19,10 +19,19 @@ from .inference import (
     sample_posterior,
     viterbi,
 )
+from .semimarkov import (
+    HSMMPosteriorResult,
+    HSMMViterbiResult,
+    hsmm_log_likelihood,
+    hsmm_posteriors,
+    hsmm_viterbi,
+)
 from .transitions import Transitions, find_band, make_transitions
 
 __all__ = [
     "ForwardCarry",
+    "HSMMPosteriorResult",
+    "HSMMViterbiResult",
     "ForwardResult",
     "NoValidPathError",
     "PosteriorResult",
@@ -33,6 +42,9 @@ __all__ = [
     "default_backend",
     "find_band",
     "forward",
+    "hsmm_log_likelihood",
+    "hsmm_posteriors",
+    "hsmm_viterbi",
     "log_likelihood",
     "make_transitions",
     "posteriors",

@@ -693,3 +693,161 @@ def band_backtrack(back, state, lengths, hi, path):
 
 # the online Viterbi's partial traceback (pytorch_hmm.core.online): one source, compiled here
 online_commit = nb.njit(cache=True, nogil=True)(_online.commit_pending)
+
+
+# ----------------------------------------------------------------------------- semi-Markov
+# The HSMM recursions of pytorch_hmm.core.semimarkov (whose torch loops are the reference),
+# in float64. Inputs: ``C`` (B, T+1, K) float64 prefix sums of the finite emission scores and
+# ``N`` (B, T+1, K) int32 prefix counts of the impossible (-inf) frames, so that a segment of
+# state k over frames [s, e) scores C[e] - C[s] when N[e] == N[s] and -inf otherwise (never
+# inf - inf); ``pi`` (Bx, K); ``A`` (Bx, K, K); ``nbr`` (Bx, K, K) int64 and ``nnbr`` (Bx, K):
+# the allowed predecessors (forward) or successors (backward) of each state; ``dur`` and
+# ``dend`` (Bx, K, Dm): duration log-probabilities, ``dend`` for the segment that ends at a
+# sequence's last frame (the survival function when right-censored).
+
+
+@nb.njit(**_HELPER)
+def _lse_terms(terms, n, maxmode):
+    """log-sum-exp (or max and its argument) of terms[:n]."""
+    best = -np.inf
+    arg = -1
+    for i in range(n):
+        if terms[i] > best:
+            best = terms[i]
+            arg = i
+    if maxmode or best == -np.inf:
+        return best, arg
+    s = 0.0
+    for i in range(n):
+        v = terms[i] - best
+        if v > -40.0:
+            s += math.exp(v)
+    return best + math.log(s), arg
+
+
+@nb.njit(**_JIT)
+def semi_forward(C, N, pi, A, nbr, nnbr, dur, dend, lengths, maxmode, alpha, U, bpd, bpj):
+    """Forward messages: ``U[b, s, k]`` scores a segment of state k starting at frame s (with
+    everything before it), ``alpha[b, t, k]`` a segment of state k ending at frame t. With
+    ``maxmode`` the max semiring, with the best duration index (``bpd``) and predecessor
+    (``bpj``) as int32 back-pointers. Padding frames get -inf."""
+    for b in nb.prange(C.shape[0]):
+        _semi_forward_seq(
+            np.int64(b), C, N, pi, A, nbr, nnbr, dur, dend, lengths, maxmode, alpha, U, bpd, bpj
+        )
+
+
+@nb.njit(**_HELPER)
+def _semi_forward_seq(b, C, N, pi, A, nbr, nnbr, dur, dend, lengths, maxmode, alpha, U, bpd, bpj):
+    T1, K = C.shape[1], C.shape[2]
+    Dm = dur.shape[2]
+    L = lengths[b]
+    ib = 0 if pi.shape[0] == 1 else b
+    ia = 0 if A.shape[0] == 1 else b
+    idd = 0 if dur.shape[0] == 1 else b
+    terms = np.empty(max(Dm, K))
+    for t in range(T1 - 1):
+        for k in range(K):
+            alpha[b, t, k] = -np.inf
+            U[b, t, k] = -np.inf
+            bpd[b, t, k] = -1
+            bpj[b, t, k] = -1
+    for k in range(K):
+        U[b, 0, k] = pi[ib, k]
+    for t in range(L):
+        last = t == L - 1
+        for k in range(K):
+            ce = C[b, t + 1, k]
+            ne = N[b, t + 1, k]
+            n = 0
+            for d in range(1, min(Dm, t + 1) + 1):
+                s = t + 1 - d
+                if N[b, s, k] != ne:
+                    break  # an impossible frame inside: so is every longer segment
+                w = dend[idd, k, d - 1] if last else dur[idd, k, d - 1]
+                terms[d - 1] = U[b, s, k] + w + (ce - C[b, s, k])
+                n = d
+            v, a = _lse_terms(terms, n, maxmode)
+            alpha[b, t, k] = v
+            bpd[b, t, k] = a
+        if last:
+            break
+        for k in range(K):
+            m = nnbr[ia, k]
+            for i in range(m):
+                j = nbr[ia, k, i]
+                terms[i] = alpha[b, t, j] + A[ia, j, k]
+            v, a = _lse_terms(terms, m, maxmode)
+            U[b, t + 1, k] = v
+            bpj[b, t + 1, k] = nbr[ia, k, a] if a >= 0 else -1
+
+
+@nb.njit(**_JIT)
+def semi_backward(C, N, A, nbr, nnbr, dur, dend, lf, lengths, E, S):
+    """Backward messages (log semiring): ``E[b, t, k]`` scores everything after a segment of
+    state k that ends at frame t, ``S[b, s, k]`` a segment of state k starting at frame s and
+    everything after it. ``lf`` (Bx, K) the final scores. Padding frames get -inf."""
+    for b in nb.prange(C.shape[0]):
+        _semi_backward_seq(np.int64(b), C, N, A, nbr, nnbr, dur, dend, lf, lengths, E, S)
+
+
+@nb.njit(**_HELPER)
+def _semi_backward_seq(b, C, N, A, nbr, nnbr, dur, dend, lf, lengths, E, S):
+    T1, K = C.shape[1], C.shape[2]
+    Dm = dur.shape[2]
+    L = lengths[b]
+    ia = 0 if A.shape[0] == 1 else b
+    idd = 0 if dur.shape[0] == 1 else b
+    il = 0 if lf.shape[0] == 1 else b
+    terms = np.empty(max(Dm, K))
+    for t in range(L - 1, T1 - 1):
+        for k in range(K):
+            E[b, t, k] = -np.inf
+            S[b, t, k] = -np.inf
+    for t in range(L - 1, -1, -1):
+        for k in range(K):
+            if t == L - 1:
+                E[b, t, k] = lf[il, k]
+            else:
+                m = nnbr[ia, k]
+                for i in range(m):
+                    j = nbr[ia, k, i]
+                    terms[i] = A[ia, k, j] + S[b, t + 1, j]
+                E[b, t, k] = _lse_terms(terms, m, False)[0]
+        for k in range(K):
+            cs = C[b, t, k]
+            ns = N[b, t, k]
+            n = 0
+            for d in range(1, min(Dm, L - t) + 1):
+                e = t + d
+                if N[b, e, k] != ns:
+                    break
+                w = dend[idd, k, d - 1] if e == L else dur[idd, k, d - 1]
+                terms[d - 1] = w + (C[b, e, k] - cs) + E[b, e - 1, k]
+                n = d
+            S[b, t, k] = _lse_terms(terms, n, False)[0]
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def semi_backtrack(bpd, bpj, state, lengths, path, starts):
+    """Follow :func:`semi_forward`'s back-pointers from ``state`` (B,) (the last segment's
+    state). Writes ``path`` (B, T) int64 (-1 past each length) and ``starts`` (B, T) bool
+    (True on the first frame of each segment)."""
+    B, T, K = bpd.shape
+    for b in nb.prange(B):
+        L = lengths[b]
+        for t in range(T):
+            path[b, t] = -1
+            starts[b, t] = False
+        k = state[b]
+        t = L - 1
+        while t >= 0 and k >= 0:
+            d = bpd[b, t, k] + 1
+            s = t - d + 1
+            for u in range(s, t + 1):
+                path[b, u] = k
+            starts[b, s] = True
+            if s == 0:
+                break
+            k = bpj[b, s, k]
+            t = s - 1
