@@ -32,10 +32,14 @@ _EXPORTS: Dict[str, str] = {
     "posteriors": "pytorch_hmm.core",
     "viterbi": "pytorch_hmm.core",
     "sample_posterior": "pytorch_hmm.core",
+    "hsmm_log_likelihood": "pytorch_hmm.core",
+    "hsmm_posteriors": "pytorch_hmm.core",
+    "hsmm_viterbi": "pytorch_hmm.core",
     # models
     "BaseHMM": "pytorch_hmm.models",
     "GaussianHMM": "pytorch_hmm.models",
     "HMMPyTorch": "pytorch_hmm.models",
+    "HSMM": "pytorch_hmm.models",
     "MixtureGaussianHMM": "pytorch_hmm.models",
     "create_speech_hmm": "pytorch_hmm.models",
     # streaming

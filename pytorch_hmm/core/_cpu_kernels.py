@@ -851,3 +851,76 @@ def semi_backtrack(bpd, bpj, state, lengths, path, starts):
                 break
             k = bpj[b, s, k]
             t = s - 1
+
+
+@nb.njit(**_JIT)
+def semi_counts(
+    C, N, A, nbr, nnbr, dur, dend, lengths, logZ, alpha, U, E, S, gamma, trans, dmid, dlast
+):
+    """Expected counts from the four messages of :func:`semi_forward` / :func:`semi_backward`
+    and ``logZ`` (B,): ``gamma`` (B, T, K) state posteriors per frame, ``trans`` (B, K, K)
+    transition counts (``nbr`` / ``nnbr``: successors), ``dmid`` and ``dlast`` (B, K, Dm)
+    duration counts of the segments that do not / do end a sequence. A term below e^-50 of
+    the total is left out. Sequences with ``logZ = -inf`` get zeros."""
+    for b in nb.prange(C.shape[0]):
+        _semi_counts_seq(
+            np.int64(b), C, N, A, nbr, nnbr, dur, dend, lengths, logZ, alpha, U, E, S, gamma,
+            trans, dmid, dlast,
+        )  # fmt: skip
+
+
+@nb.njit(**_HELPER)
+def _semi_counts_seq(
+    b, C, N, A, nbr, nnbr, dur, dend, lengths, logZ, alpha, U, E, S, gamma, trans, dmid, dlast
+):
+    K = gamma.shape[2]
+    Dm = dur.shape[2]
+    L = lengths[b]
+    ia = 0 if A.shape[0] == 1 else b
+    idd = 0 if dur.shape[0] == 1 else b
+    Z = logZ[b]
+    gamma[b] = 0.0
+    trans[b] = 0.0
+    dmid[b] = 0.0
+    dlast[b] = 0.0
+    if not np.isfinite(Z):
+        return
+    run = np.zeros(K)
+    for t in range(L):
+        for k in range(K):
+            v = U[b, t, k] + S[b, t, k] - Z
+            if v > -50.0:
+                run[k] += math.exp(v)
+            g = run[k]
+            gamma[b, t, k] = min(1.0, max(0.0, g))
+            v = alpha[b, t, k] + E[b, t, k] - Z
+            if v > -50.0:
+                run[k] -= math.exp(v)
+        if t + 1 < L:
+            for j in range(K):
+                a = alpha[b, t, j] - Z
+                if a == -np.inf:
+                    continue
+                for i in range(nnbr[ia, j]):
+                    k = nbr[ia, j, i]
+                    v = a + A[ia, j, k] + S[b, t + 1, k]
+                    if v > -50.0:
+                        trans[b, j, k] += math.exp(v)
+        for k in range(K):
+            base = U[b, t, k] - Z
+            if base == -np.inf:
+                continue
+            cs = C[b, t, k]
+            ns = N[b, t, k]
+            for d in range(1, min(Dm, L - t) + 1):
+                e = t + d
+                if N[b, e, k] != ns:
+                    break
+                if e == L:
+                    v = base + dend[idd, k, d - 1] + (C[b, e, k] - cs) + E[b, e - 1, k]
+                    if v > -50.0:
+                        dlast[b, k, d - 1] += math.exp(v)
+                else:
+                    v = base + dur[idd, k, d - 1] + (C[b, e, k] - cs) + E[b, e - 1, k]
+                    if v > -50.0:
+                        dmid[b, k, d - 1] += math.exp(v)

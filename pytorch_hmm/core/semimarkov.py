@@ -344,6 +344,35 @@ class _Counts(NamedTuple):
 
 
 def _counts(p: _SemiProblem, tb: _Tables, fw: _Messages, E, S, logZ) -> _Counts:
+    if p.kern is not None:
+        return _kernel_counts(p, tb, fw, E, S, logZ)
+    return _torch_counts(p, tb, fw, E, S, logZ)
+
+
+def _kernel_counts(p: _SemiProblem, tb: _Tables, fw: _Messages, E, S, logZ) -> _Counts:
+    B, T, K, Dm = p.B, p.T, p.K, p.Dm
+    f64 = torch.float64
+    gamma = torch.empty(B, T, K, dtype=f64)
+    trans = torch.empty(B, K, K, dtype=f64)
+    mid = torch.empty(B, K, Dm, dtype=f64)
+    end = torch.empty_like(mid)
+    nbr, nn = _neighbours(tb.A, incoming=False)
+    with kernel_call(B * T * K * (Dm + int(nn.max())), B):
+        p.kern.semi_counts(
+            _np(tb.C), _np(tb.N), _np(tb.A), _np(nbr), _np(nn), _np(tb.dur), _np(tb.dend),
+            _np(tb.lengths), _np(logZ), _np(fw.alpha), _np(fw.U), _np(E), _np(S),
+            gamma.numpy(), trans.numpy(), mid.numpy(), end.numpy(),
+        )  # fmt: skip
+    ar = torch.arange(B)
+    last = tb.lengths - 1
+    ok = torch.isfinite(logZ).unsqueeze(-1)
+    final = torch.exp(fw.alpha[ar, last] + E[ar, last] - torch.where(ok, logZ.unsqueeze(-1), 0.0))
+    final = final.masked_fill(~ok, 0.0)
+    initial = torch.exp(fw.U[:, 0] + S[:, 0] - torch.where(ok, logZ.unsqueeze(-1), 0.0))
+    return _Counts(gamma, initial.masked_fill(~ok, 0.0), trans, mid, end, final)
+
+
+def _torch_counts(p: _SemiProblem, tb: _Tables, fw: _Messages, E, S, logZ) -> _Counts:
     B, T, K, Dm = p.B, p.T, p.K, p.Dm
     dev = tb.C.device
     ok = torch.isfinite(logZ)

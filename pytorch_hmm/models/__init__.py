@@ -3,12 +3,15 @@
 from .base import BaseHMM, HMMPyTorch
 from .factory import create_speech_hmm
 from .gaussian import GaussianHMM, diag_gaussian_log_likelihood, full_gaussian_log_likelihood
+from .hsmm import HSMM, HSMMStats
 from .mixture import MixtureGaussianHMM
 
 __all__ = [
     "BaseHMM",
     "GaussianHMM",
     "HMMPyTorch",
+    "HSMM",
+    "HSMMStats",
     "MixtureGaussianHMM",
     "create_speech_hmm",
     "diag_gaussian_log_likelihood",
