@@ -42,8 +42,8 @@ def left_to_right_hmm(
     )
 
 
-MODEL_TYPES = ("gaussian", "mixture_gaussian", "streaming")
-_LATER = ("hsmm", "neural")
+MODEL_TYPES = ("gaussian", "mixture_gaussian", "hsmm", "streaming")
+_LATER = ("neural",)
 
 
 def create_speech_hmm(
@@ -51,11 +51,12 @@ def create_speech_hmm(
     feature_dim: int = 80,
     model_type: str = "gaussian",
     *,
+    topology: str = "left_to_right",
     covariance_type: str = "diag",
     dtype: torch.dtype = torch.float32,
     **kwargs: Any,
 ):
-    """A left-to-right speech model of ``num_states`` states over ``feature_dim`` features.
+    """A speech model of ``num_states`` states over ``feature_dim`` features.
 
     ``model_type``:
 
@@ -63,12 +64,15 @@ def create_speech_hmm(
       probability, 0.6 by default);
     - ``"mixture_gaussian"`` (or ``"mixture"``): :class:`~pytorch_hmm.MixtureGaussianHMM`
       (``num_mixtures``, default 2), same topology;
+    - ``"hsmm"``: :class:`~pytorch_hmm.HSMM` with explicit durations (``max_duration``,
+      default 20; ``duration``, ``emission``, ``num_mixtures``, ``right_censored``);
     - ``"streaming"``: :class:`~pytorch_hmm.streaming.StreamingHMMProcessor` over a
       left-to-right Gaussian HMM (its options: ``chunk_size``, ``overlap``, ``max_delay``,
       ``smoothing_lag``, ``feature_extractor``).
 
-    Untrained: call ``fit`` on your features. ``"hsmm"`` and ``"neural"`` are not in this
-    release yet and raise ``NotImplementedError``.
+    Untrained: call ``fit`` on your features. ``topology`` is ``"left_to_right"`` (the default
+    for speech) or ``"ergodic"``. ``"neural"`` is not in this release yet and raises
+    ``NotImplementedError``.
     """
     mt = "mixture_gaussian" if model_type == "mixture" else model_type
     if mt in _LATER:
@@ -78,18 +82,52 @@ def create_speech_hmm(
         )
     if mt not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+    if topology not in ("left_to_right", "ergodic"):
+        raise ValueError(f"topology must be 'left_to_right' or 'ergodic', got {topology!r}")
     from ..streaming.processor import StreamingHMMProcessor
 
-    if mt == "streaming":
-        return StreamingHMMProcessor(
-            num_states, feature_dim, covariance_type=covariance_type, dtype=dtype, **kwargs
+    if mt == "hsmm":
+        from .hsmm import HSMM
+
+        allowed = {"max_duration", "duration", "emission", "num_mixtures", "right_censored",
+                   "min_covar"}  # fmt: skip
+        bad = sorted(set(kwargs) - allowed)
+        if bad:
+            raise TypeError(
+                f"unexpected options for model_type='hsmm': {bad}; allowed: {sorted(allowed)}"
+            )
+        return HSMM(
+            num_states,
+            feature_dim,
+            kwargs.pop("max_duration", 20),
+            covariance_type=covariance_type,
+            topology=topology,
+            dtype=dtype,
+            **kwargs,
         )
     self_loop = float(kwargs.pop("self_loop", 0.6))
+    if topology == "ergodic":  # uniform start and transitions, as GaussianHMM's defaults
+        start, A = None, None
+    else:
+        start, A = left_to_right_probs(num_states, self_loop)
+    if mt == "streaming":
+        model = None
+        if topology == "ergodic":
+            model = GaussianHMM(num_states, feature_dim, covariance_type, dtype=dtype)
+        return StreamingHMMProcessor(
+            num_states,
+            feature_dim,
+            model=model,
+            covariance_type=covariance_type,
+            dtype=dtype,
+            **kwargs,
+        )
     if mt == "gaussian":
         if kwargs:
             raise TypeError(f"unexpected options for model_type='gaussian': {sorted(kwargs)}")
-        return left_to_right_hmm(num_states, feature_dim, covariance_type, self_loop, dtype)
-    start, A = left_to_right_probs(num_states, self_loop)
+        return GaussianHMM(
+            num_states, feature_dim, covariance_type, startprob=start, transmat=A, dtype=dtype
+        )
     m = kwargs.pop("num_mixtures", 2)
     if kwargs:
         raise TypeError(f"unexpected options for model_type='mixture_gaussian': {sorted(kwargs)}")

@@ -85,6 +85,53 @@ def _data_covariance(frames: torch.Tensor, min_covar: float, covariance_type: st
     return cv.expand(K, D, D).clone()
 
 
+def state_durations(model, duration: Union[int, ArrayLike]) -> torch.Tensor:
+    """Frames per state (K,) long from ``duration``: (K,) counts, or a total number of frames
+    shared among the states in proportion to their expected durations ``1 / (1 - a_kk)``."""
+    K = model.num_states
+    if isinstance(duration, (int, np.integer)):
+        total = int(duration)
+        if total < K:
+            raise ValueError(f"duration={total} frames is shorter than the {K} states")
+        stay = torch.diagonal(model.transmat.double()).clamp(max=1 - 1e-6)
+        expected = 1.0 / (1.0 - stay)
+        d = torch.floor(expected / expected.sum() * total).long().clamp(min=1)
+        while int(d.sum()) < total:  # hand out the frames lost to rounding
+            d[int(torch.argmax(expected / d))] += 1
+        while int(d.sum()) > total:
+            d[int(torch.argmax(d))] -= 1
+        return d
+    d = torch.as_tensor(
+        np.asarray(duration) if not isinstance(duration, torch.Tensor) else duration
+    ).cpu()
+    if (
+        d.shape != (K,)
+        or (d.dtype.is_floating_point and not bool((d == d.round()).all()))
+        or (d < 0).any()
+        or int(d.sum()) < 1
+    ):
+        raise ValueError(
+            f"duration must be an int or (K,) = ({K},) non-negative whole frame "
+            f"counts with a positive sum, got {tuple(d.shape)}"
+        )
+    return d.long()
+
+
+def generate_with_durations(
+    model, means: torch.Tensor, variances: torch.Tensor, duration, windows=None
+) -> torch.Tensor:
+    """``means`` (K, D) repeated by the state durations (see :func:`state_durations`), or the
+    MLPG trajectory of the static features with ``windows`` and ``variances`` (K, D)."""
+    d = state_durations(model, duration).to(means.device)
+    with torch.no_grad():
+        if windows is None:
+            return torch.repeat_interleave(means, d, dim=0)
+        from ..speech.mlpg import generate_from_states
+
+        out = generate_from_states(means, variances, d, windows=windows)
+        return out.features.squeeze(0) if out.features.dim() == 3 else out.features
+
+
 class GaussianHMM(BaseHMM):
     """HMM with Gaussian emissions, an ``nn.Module``.
 
@@ -324,41 +371,12 @@ class GaussianHMM(BaseHMM):
         and features laid out as [static, delta, delta-delta], the MLPG trajectory of the
         static features (T, D / len(windows)).
         """
-        K = self.num_states
-        if isinstance(duration, (int, np.integer)):
-            total = int(duration)
-            if total < K:
-                raise ValueError(f"duration={total} frames is shorter than the {K} states")
-            stay = torch.diagonal(self.transmat.double()).clamp(max=1 - 1e-6)
-            expected = 1.0 / (1.0 - stay)
-            d = torch.floor(expected / expected.sum() * total).long().clamp(min=1)
-            while int(d.sum()) < total:  # hand out the frames lost to rounding
-                d[int(torch.argmax(expected / d))] += 1
-            while int(d.sum()) > total:
-                d[int(torch.argmax(d))] -= 1
-        else:
-            d = torch.as_tensor(
-                np.asarray(duration) if not isinstance(duration, torch.Tensor) else duration
-            ).long()
-            if d.shape != (K,) or (d < 0).any() or int(d.sum()) < 1:
-                raise ValueError(
-                    f"duration must be an int or (K,) = ({K},) non-negative frame "
-                    f"counts with a positive sum, got {tuple(d.shape)}"
-                )
-        with torch.no_grad():
-            if windows is None:
-                return torch.repeat_interleave(self.means, d.to(self.means.device), dim=0)
-            from ..speech.mlpg import generate_from_states
-
-            variances = (
-                self.covars
-                if self.covariance_type == "diag"
-                else torch.diagonal(self.covars, dim1=-2, dim2=-1)
-            )
-            out = generate_from_states(
-                self.means, variances, d.to(self.means.device), windows=windows
-            )
-            return out.features.squeeze(0) if out.features.dim() == 3 else out.features
+        variances = (
+            self.covars
+            if self.covariance_type == "diag"
+            else torch.diagonal(self.covars, dim1=-2, dim2=-1)
+        )
+        return generate_with_durations(self, self.means.detach(), variances, duration, windows)
 
     # -- hmmlearn interop -------------------------------------------------------------------
     @classmethod

@@ -677,7 +677,7 @@ class HSMM(nn.Module):
         """A feature trajectory (T, D) through the states 0..K-1 in order (TTS-style):
         ``durations`` (K,) frames per state, or None for each state's most likely duration
         (``sample=True``: drawn from its distribution); then the emission means repeated
-        (a mixture's mean for mixture emissions), or the MLPG trajectory with ``windows`` (see
+        (a mixture's heaviest component), or the MLPG trajectory with ``windows`` (see
         :meth:`GaussianHMM.generate_sequence <pytorch_hmm.GaussianHMM.generate_sequence>`)."""
         K = self.num_states
         if durations is None:
@@ -698,14 +698,7 @@ class HSMM(nn.Module):
             d = d.long()
             if (d < 0).any() or int(d.sum()) < 1:
                 raise ValueError("durations must be >= 0 with a positive sum")
-        em = self.emission
-        if isinstance(em, GaussianHMM):
-            return em.generate_sequence(d.to(em.means.device), windows=windows)
-        if windows is not None:
-            raise ValueError("windows (MLPG) needs Gaussian emissions; this HSMM has mixtures")
-        with torch.no_grad():
-            mean = (em.weights.unsqueeze(-1) * em.means).sum(1)
-            return torch.repeat_interleave(mean, d.to(mean.device), dim=0)
+        return self.emission.generate_sequence(d, windows=windows)
 
     def extra_repr(self) -> str:
         return (

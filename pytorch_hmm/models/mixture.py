@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from .gaussian import (
     _data_covariance,
     _diag_log_density,
     full_gaussian_log_likelihood,
+    generate_with_durations,
 )
 
 COVARIANCE_CENTERS = ("new", "previous")
@@ -53,7 +54,7 @@ class MixtureGaussianHMM(BaseHMM):
         self,
         num_states: int,
         feature_dim: int,
-        num_mixtures: int,
+        num_mixtures: int = 2,
         covariance_type: str = "diag",
         startprob: Optional[ArrayLike] = None,
         transmat: Optional[ArrayLike] = None,
@@ -299,6 +300,19 @@ class MixtureGaussianHMM(BaseHMM):
         if num_sequences is None:
             return x[0], z[0]
         return x, z
+
+    def generate_sequence(self, duration: Union[int, ArrayLike], windows=None) -> torch.Tensor:
+        """A feature trajectory for given state durations (TTS-style), as
+        :meth:`GaussianHMM.generate_sequence <pytorch_hmm.GaussianHMM.generate_sequence>`,
+        from each state's most heavily weighted component (its mean, and its variances for
+        MLPG with ``windows``): a sharp trajectory where a mixture mean would blur."""
+        top = self.weights.argmax(-1)
+        k = torch.arange(self.num_states, device=top.device)
+        variances = self.covars[k, top]
+        if self.covariance_type != "diag":
+            variances = torch.diagonal(variances, dim1=-2, dim2=-1)
+        means = self.means.detach()[k, top]
+        return generate_with_durations(self, means, variances, duration, windows)
 
     # -- hmmlearn interop -------------------------------------------------------------------
     @classmethod
