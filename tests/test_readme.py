@@ -41,3 +41,20 @@ def test_readme_streaming_example_runs():
     exec(compile(code, "README.md", "exec"), ns)
     assert ns["rest"].dim() == 1
     assert ns["r"]["frames"] == 400
+
+
+def test_readme_hsmm_example_runs():
+    import torch
+
+    import pytorch_hmm as ph
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "ph.HSMM(" in c)
+    true = ph.HSMM(5, 13, max_duration=40)
+    true.set_means(torch.randn(5, 13, generator=torch.Generator().manual_seed(0)) * 3)
+    x, _, lengths = true.sample(num_sequences=4, generator=torch.Generator().manual_seed(1))
+    ns: dict = {"ph": ph, "features": x, "lengths": lengths, "print": lambda *a: None}
+    exec(compile(code, "README.md", "exec"), ns)
+    segs = ns["best"].segments[0]
+    assert segs[:, 0].tolist() == list(range(5)) and int(segs[:, 2].sum()) == int(lengths[0])
+    assert ns["mel"].shape[1] == 13
