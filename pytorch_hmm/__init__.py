@@ -40,6 +40,7 @@ _EXPORTS: Dict[str, str] = {
     "GaussianHMM": "pytorch_hmm.models",
     "HMMPyTorch": "pytorch_hmm.models",
     "HSMM": "pytorch_hmm.models",
+    "NeuralHMM": "pytorch_hmm.models",
     "MixtureGaussianHMM": "pytorch_hmm.models",
     "create_speech_hmm": "pytorch_hmm.models",
     # streaming

@@ -57,8 +57,8 @@ def test_bad_arguments_list_the_choices():
         ph.create_speech_hmm(3, 2, "hsmm", chunk_size=5)
     with pytest.raises(ValueError, match="max_duration"):
         ph.create_speech_hmm(3, 2, "hsmm", max_duration=0)
-    with pytest.raises(NotImplementedError, match="neural"):
-        ph.create_speech_hmm(3, 2, "neural")
+    with pytest.raises(TypeError):
+        ph.create_speech_hmm(3, 2, "neural", max_duration=4)
 
 
 def test_seed_signatures():
@@ -70,3 +70,19 @@ def test_seed_signatures():
     assert m.num_mixtures == 4
     p = ph.create_speech_hmm(num_states=8, feature_dim=80, model_type="streaming", chunk_size=160)
     assert p.chunk_size == 160
+    n = ph.create_speech_hmm(num_states=15, feature_dim=80, model_type="neural", hidden_dim=256)
+    assert isinstance(n, ph.NeuralHMM) and n.num_symbols == 15 and n.hidden_dim == 256
+
+
+def test_neural_type_scores_decodes_and_round_trips():
+    torch.manual_seed(0)
+    kw = dict(num_symbols=6, hidden_dim=16, prenet_dim=8)
+    m = ph.create_speech_hmm(4, 3, "neural", **kw).eval()
+    sym, sl = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([3, 2])
+    x, L = torch.randn(2, 12, 3), torch.tensor([12, 9])
+    ll = m.log_likelihood(sym, sl, x, L)
+    assert torch.isfinite(ll).all()
+    assert m.viterbi(sym, sl, x, L).path.shape == (2, 12)
+    fresh = ph.create_speech_hmm(4, 3, "neural", **kw).eval()
+    fresh.load_state_dict(m.state_dict())
+    torch.testing.assert_close(fresh.log_likelihood(sym, sl, x, L), ll)

@@ -350,8 +350,6 @@ def test_create_speech_hmm_streaming_and_fit():
     m = ph.create_speech_hmm(5, 2, "gaussian")
     assert m.transmat[0, 2] == 0 and m.startprob[0] == 1
     assert ph.create_speech_hmm(3, 2, "mixture", num_mixtures=2).num_states == 3
-    with pytest.raises(NotImplementedError, match="neural"):
-        ph.create_speech_hmm(3, 2, "neural")
     with pytest.raises(ValueError, match="model_type"):
         ph.create_speech_hmm(3, 2, "bogus")
 

@@ -5,6 +5,7 @@ from .factory import create_speech_hmm
 from .gaussian import GaussianHMM, diag_gaussian_log_likelihood, full_gaussian_log_likelihood
 from .hsmm import HSMM, HSMMStats
 from .mixture import MixtureGaussianHMM
+from .neural import NeuralHMM
 
 __all__ = [
     "BaseHMM",
@@ -13,6 +14,7 @@ __all__ = [
     "HSMM",
     "HSMMStats",
     "MixtureGaussianHMM",
+    "NeuralHMM",
     "create_speech_hmm",
     "diag_gaussian_log_likelihood",
     "full_gaussian_log_likelihood",

@@ -42,8 +42,7 @@ def left_to_right_hmm(
     )
 
 
-MODEL_TYPES = ("gaussian", "mixture_gaussian", "hsmm", "streaming")
-_LATER = ("neural",)
+MODEL_TYPES = ("gaussian", "mixture_gaussian", "hsmm", "streaming", "neural")
 
 
 def create_speech_hmm(
@@ -70,22 +69,29 @@ def create_speech_hmm(
       left-to-right Gaussian HMM (its options: ``chunk_size``, ``overlap``, ``max_delay``,
       ``smoothing_lag``, ``feature_extractor``).
 
+    - ``"neural"``: :class:`~pytorch_hmm.NeuralHMM`, neural HMM TTS over symbol sequences
+      (its states come from each utterance's symbols, ``states_per_phone`` per symbol, so
+      ``num_states`` is read as the size of the symbol inventory unless ``num_symbols`` is
+      given; ``hidden_dim``, ``encoder``, ``autoregressive``, ...). It is trained by
+      gradient descent on :meth:`~pytorch_hmm.NeuralHMM.loss`, not by ``fit``.
+
     Untrained: call ``fit`` on your features. ``topology`` is ``"left_to_right"`` (the default
-    for speech) or ``"ergodic"``. ``"neural"`` is not in this release yet and raises
-    ``NotImplementedError``.
+    for speech) or ``"ergodic"``.
     """
     mt = "mixture_gaussian" if model_type == "mixture" else model_type
-    if mt in _LATER:
-        raise NotImplementedError(
-            f"model_type={model_type!r} is not available in this release of pytorch_hmm; "
-            f"available: {', '.join(MODEL_TYPES)}"
-        )
     if mt not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
     if topology not in ("left_to_right", "ergodic"):
         raise ValueError(f"topology must be 'left_to_right' or 'ergodic', got {topology!r}")
     from ..streaming.processor import StreamingHMMProcessor
 
+    if mt == "neural":
+        from .neural import NeuralHMM
+
+        if topology != "left_to_right":
+            raise ValueError("model_type='neural' is left-to-right over its symbols only")
+        num_symbols = kwargs.pop("num_symbols", num_states)
+        return NeuralHMM(num_symbols, feature_dim, dtype=dtype, **kwargs)
     if mt == "hsmm":
         from .hsmm import HSMM
 
