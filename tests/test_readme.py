@@ -58,3 +58,25 @@ def test_readme_hsmm_example_runs():
     segs = ns["best"].segments[0]
     assert segs[:, 0].tolist() == list(range(5)) and int(segs[:, 2].sum()) == int(lengths[0])
     assert ns["mel"].shape[1] == 13
+
+
+def test_readme_neural_hmm_example_runs():
+    import torch
+
+    import pytorch_hmm as ph
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "NeuralHMM(" in c)
+    code = code.replace("hidden_dim=256", "hidden_dim=16, prenet_dim=16")
+    ns: dict = {
+        "ph": ph,
+        "torch": torch,
+        "phones": list("abcde"),
+        "symbols": torch.tensor([[1, 2, 3], [4, 0, 0]]),
+        "symbol_lengths": torch.tensor([3, 1]),
+        "mels": torch.randn(2, 20, 80),
+        "mel_lengths": torch.tensor([20, 11]),
+    }
+    exec(compile(code, "README.md", "exec"), ns)
+    assert ns["durations"].sum(1).tolist() == [20, 11]
+    assert ns["out"].features.shape[2] == 80
