@@ -62,7 +62,10 @@ class HSMMPosteriorResult(NamedTuple):
     ``transition_counts`` (B, K, K): expected number of moves from a segment of state j to one
     of state k. ``duration_counts`` (B, K, Dm): expected number of segments of state k lasting
     d frames (index d - 1), the last segment included (for a left-to-right model, each
-    state's duration posterior). ``log_likelihood`` (B,)."""
+    state's duration posterior); right-censored, the last segment's full duration is
+    unknown beyond its observed length d, and its count is spread over every d' >= d in
+    proportion to p(d') (EM's statistic; it equals the gradient of the log-likelihood with
+    respect to ``log_durations`` in every case). ``log_likelihood`` (B,)."""
 
     state_posteriors: torch.Tensor
     initial_counts: torch.Tensor
@@ -259,7 +262,7 @@ def _torch_forward(p: _SemiProblem, tb: _Tables, maxmode: bool) -> _Messages:
         w = torch.where((last_frame == t).view(B, 1, 1), dend, dur)
         terms = torch.where(good, U[:, sc] + w + seg, NEG_INF)
         if maxmode:
-            v, a = terms.max(1)
+            v, a = terms.amax(1), terms.argmax(1)  # Tensor.max(dim) is slow on CPU
             alpha[:, t] = v
             bpd[:, t] = torch.where(torch.isfinite(v), a, -1).to(torch.int32)
         else:
@@ -267,7 +270,7 @@ def _torch_forward(p: _SemiProblem, tb: _Tables, maxmode: bool) -> _Messages:
         if t + 1 < T:
             tr = alpha[:, t].unsqueeze(-1) + A  # (B, j, k)
             if maxmode:
-                v, a = tr.max(1)
+                v, a = tr.amax(1), tr.argmax(1)
                 U[:, t + 1] = v
                 bpj[:, t + 1] = torch.where(torch.isfinite(v), a, -1).to(torch.int32)
             else:
@@ -417,6 +420,18 @@ def _torch_counts(p: _SemiProblem, tb: _Tables, fw: _Messages, E, S, logZ) -> _C
     return _Counts(gamma, p_start[:, 0], trans, mid, end, final)
 
 
+def _full_durations(tb: _Tables, dur_end: torch.Tensor, censored: bool) -> torch.Tensor:
+    """Expected counts of the last segments' full durations (B, K, Dm). Uncensored, the
+    counts themselves. Right-censored, a last segment seen for d frames lasted some d' >= d,
+    with probability p(d') / P(D >= d): its count is spread over those durations, which makes
+    the duration counts EM's statistic (and the gradient w.r.t. ``log_durations``)."""
+    if not censored:
+        return dur_end
+    surv = tb.dend  # log P(D >= d), (Bx, K, Dm)
+    ratio = torch.where(dur_end > 0, dur_end * torch.exp(-surv), 0.0)
+    return torch.exp(tb.dur) * torch.cumsum(ratio, -1)
+
+
 # ------------------------------------------------------------------------------------------
 # autograd: log Z with the expected counts as its gradient
 
@@ -535,7 +550,7 @@ def hsmm_posteriors(
         c.gamma.to(dt),
         c.initial.to(dt),
         c.trans.to(dt),
-        (c.dur_mid + c.dur_end).to(dt),
+        (c.dur_mid + _full_durations(tb, c.dur_end, p.right_censored)).to(dt),
         logZ.to(dt),
     )
 
