@@ -50,7 +50,7 @@ def _torch_forward(C: Tensor, n: Tensor, m: Tensor, gamma: float, band: int) -> 
         i, j = _diag(k, N, M, C.device)
         cand = torch.stack([R[:, i, j], R[:, i, j + 1], R[:, i + 1, j]], dim=0)  # (3, B, L)
         z = -cand / gamma
-        zmax = z.max(dim=0).values
+        zmax = z.amax(dim=0)
         finite = torch.isfinite(zmax)
         zmax_safe = torch.where(finite, zmax, torch.zeros_like(zmax))
         lse = torch.log(torch.exp(z - zmax_safe).sum(dim=0)) + zmax_safe

@@ -678,7 +678,7 @@ def band_backtrack(back, state, lengths, hi, path):
     """Follow :func:`band_forward`'s back-pointers: ``back`` (B, T, K) int32 band slots
     (predecessor of state j at frame t = ``j - (hi - back[b, t, j])``), ``state`` (B,) int64
     the chosen last state of each sequence, ``lengths`` (B,). Writes ``path`` (B, T) int64,
-    -1 past each length."""
+    -1 past each length (and on a sequence whose pointers leave the states: no valid path)."""
     B, T, K = back.shape
     for b in nb.prange(B):
         L = lengths[b]
@@ -686,6 +686,10 @@ def band_backtrack(back, state, lengths, hi, path):
             path[b, t] = -1
         s = state[b]
         for t in range(L - 1, -1, -1):
+            if s < 0 or s >= K:  # no valid path: back-pointers of unreachable states
+                for u in range(t + 1):
+                    path[b, u] = -1
+                break
             path[b, t] = s
             if t > 0:
                 s = s - (hi - back[b, t, s])

@@ -108,7 +108,7 @@ class ViterbiCarry(NamedTuple):
     def best(self, log_final: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(state (B,), score (B,))``: the best state now and its path's log score."""
         s = self.scores if log_final is None else self.scores + log_final
-        val, state = s.max(-1)
+        val, state = s.amax(-1), s.argmax(-1)
         return state, (val.double() + self.offset).to(s.dtype)
 
     def traceback(self, log_final: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -1184,7 +1184,7 @@ def viterbi(
             p.promoted(), MaxSemiring, history=False, store_back=True, want_states=keep
         )
         s = fwd.final if p.lf is None else fwd.final + p.lf.to(fwd.final.dtype)
-        best, state = s.max(-1)
+        best, state = s.amax(-1), s.argmax(-1)
         ok = torch.isfinite(best)
         path = _traceback(fwd.back, state, p.lengths, fwd.slot_hi)
         path = torch.where(ok.unsqueeze(1), path, -1)

@@ -229,7 +229,7 @@ def _forward(p: _SemiProblem, tb: _Tables, maxmode: bool) -> _Messages:
         bpd = torch.empty(B, T, K, dtype=torch.int32)
         bpj = torch.empty_like(bpd)
         nbr, nn = _neighbours(tb.A, incoming=True)
-        work = B * T * K * (p.Dm + int(nn.max()))
+        work = B * T * K * (p.Dm + int(nn.amax()))
         with kernel_call(work, B):
             p.kern.semi_forward(
                 _np(tb.C), _np(tb.N), _np(tb.lpi), _np(tb.A), _np(nbr), _np(nn), _np(tb.dur),
@@ -289,7 +289,7 @@ def _backward(p: _SemiProblem, tb: _Tables):
         E = torch.empty(B, T, K, dtype=torch.float64)
         S = torch.empty_like(E)
         nbr, nn = _neighbours(tb.A, incoming=False)
-        work = B * T * K * (Dm + int(nn.max()))
+        work = B * T * K * (Dm + int(nn.amax()))
         with kernel_call(work, B):
             p.kern.semi_backward(
                 _np(tb.C), _np(tb.N), _np(tb.A), _np(nbr), _np(nn), _np(tb.dur), _np(tb.dend),
@@ -360,7 +360,7 @@ def _kernel_counts(p: _SemiProblem, tb: _Tables, fw: _Messages, E, S, logZ) -> _
     mid = torch.empty(B, K, Dm, dtype=f64)
     end = torch.empty_like(mid)
     nbr, nn = _neighbours(tb.A, incoming=False)
-    with kernel_call(B * T * K * (Dm + int(nn.max())), B):
+    with kernel_call(B * T * K * (Dm + int(nn.amax())), B):
         p.kern.semi_counts(
             _np(tb.C), _np(tb.N), _np(tb.A), _np(nbr), _np(nn), _np(tb.dur), _np(tb.dend),
             _np(tb.lengths), _np(logZ), _np(fw.alpha), _np(fw.U), _np(E), _np(S),
@@ -577,7 +577,7 @@ def hsmm_viterbi(
         B, T = p.B, p.T
         ar = torch.arange(B, device=tb.C.device)
         last = fw.alpha[ar, tb.lengths - 1] + tb.lf
-        score, state = last.max(-1)
+        score, state = last.amax(-1), last.argmax(-1)
         valid = torch.isfinite(score)
         state = torch.where(valid, state, -1)
         path, starts = _backtrack(p, fw, state, tb.lengths)
@@ -590,9 +590,10 @@ def _backtrack(p: _SemiProblem, fw: _Messages, state: torch.Tensor, lengths: tor
     if p.kern is not None:
         path = torch.empty(B, T, dtype=torch.int64)
         starts = torch.empty(B, T, dtype=torch.bool)
-        p.kern.semi_backtrack(
-            _np(fw.bpd), _np(fw.bpj), _np(state), _np(lengths), path.numpy(), starts.numpy()
-        )
+        with kernel_call(B * T, B):
+            p.kern.semi_backtrack(
+                _np(fw.bpd), _np(fw.bpj), _np(state), _np(lengths), path.numpy(), starts.numpy()
+            )
         return path, starts
     # torch: one step per frame, vectorised over the batch
     dev = state.device

@@ -397,7 +397,7 @@ class StreamingHMMProcessor(nn.Module):
         v = core.viterbi(em, lpi, trans, ln, carry=vc, return_carry=True, **kw)
         vsc = v.carry.scores
         if self.beam is not None:
-            top = vsc.max(-1, keepdim=True).values
+            top = vsc.amax(-1, keepdim=True)
             vsc = vsc.masked_fill(vsc < top - self.beam, -math.inf)
         pred = None
         if self.smoothing_lag:
@@ -465,7 +465,7 @@ class StreamingHMMProcessor(nn.Module):
     def _result(self, res, lengths, smoothed) -> Dict[str, Any]:
         lse = torch.logsumexp(self._fs, -1, keepdim=True)
         post = torch.exp(self._fs - lse)
-        conf, state = post.max(-1)
+        conf, state = post.amax(-1), post.argmax(-1)
         ll = self._fo + lse.squeeze(-1).double()
         if not bool((self._frames > 0).all()):  # streams without a frame yet
             seen = (self._frames > 0).to(post.device)

@@ -55,7 +55,7 @@ def _lloyd(x, x2, centers, n_iter, tol):
         if shift <= tol * (x.var(0).sum() + 1e-30) and not empty.any():
             break
     dist = _sq_dist(x, x2, centers)
-    inertia, labels = dist.min(1)
+    inertia, labels = dist.amin(1), dist.argmin(1)
     return centers, labels, float(inertia.double().sum())
 
 
