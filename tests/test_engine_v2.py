@@ -482,3 +482,21 @@ def test_two_threads_call_the_engine_and_aligners_at_once(backend):
             elif isinstance(a, tuple):
                 for u, v in zip(a, b):
                     assert torch.equal(u, v)
+
+
+def test_banded_viterbi_with_no_valid_path_returns_minus_one():
+    # slot 0 (stay) forbidden and no way to reach the end: the compiled traceback used to
+    # follow unset back-pointers out of the states (a segfault)
+    from pytorch_hmm import core
+    from pytorch_hmm.core.transitions import Transitions
+
+    torch.manual_seed(0)
+    band = torch.log_softmax(torch.randn(20, 5), -1)
+    band[:, 0] = -float("inf")
+    le = torch.randn(2, 300, 20)
+    for backend in ("numba", "torch"):
+        r = core.viterbi(
+            le, torch.log_softmax(torch.randn(20), 0), Transitions.banded(band, lo=0),
+            check_stochastic=False, backend=backend, on_impossible="ignore",
+        )  # fmt: skip
+        assert (r.path == -1).all() and (r.score == -float("inf")).all()
