@@ -135,7 +135,7 @@ class NeuralHMM(nn.Module):
         prenet_dropout: float = 0.5,
         dropout: float = 0.1,
         variance_floor: float = 1e-3,
-        chunk_frames: int = 128,
+        chunk_frames: int = 32,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
