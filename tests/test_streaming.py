@@ -317,19 +317,19 @@ def test_long_stream_keeps_buffers_bounded():
     chunk = (model.means.detach()[z] + torch.randn(10_000, 4, generator=g)).contiguous()
     worst = {}
     total = 0
-    for _i in range(100):  # 1,000,000 frames
+    for _i in range(30):  # 300,000 frames
         r = proc.process_chunk(chunk)
         total += len(r["committed_states"])
         for k, v in proc.buffer_sizes().items():
             worst[k] = max(worst.get(k, 0), v)
-    assert r["frames"] == 1_000_000
-    assert total >= 1_000_000 - 100
+    assert r["frames"] == 300_000
+    assert total >= 300_000 - 100
     assert worst["pending"] <= 256  # undecided frames after each chunk
     assert worst["pending_capacity"] <= 2 * (10_000 + 256)  # a chunk's back-pointers + those
     assert worst["smoothing"] <= 5 + 10_000
     # a left-to-right model with max_delay: bounded by max_delay
     l2r = StreamingHMMProcessor(8, 4, max_delay=50)
-    for _i in range(20):
+    for _i in range(8):
         r = l2r.process_chunk(chunk)
         assert r["latency_frames"] <= 50
     assert l2r.buffer_sizes()["pending_capacity"] <= 2 * (50 + 10_000)

@@ -81,8 +81,8 @@ class _Encoder(nn.Module):
         mask = (torch.arange(N, device=h.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
         h = h * mask
         if self.kind == "conv":
-            for conv, norm in zip(self.convs, self.norms):
-                h = self.drop(torch.relu(norm(conv(h.transpose(1, 2)).transpose(1, 2)))) * mask
+            for conv, norm in zip(self.convs, self.norms):  # residual: each symbol keeps its own
+                h = h + self.drop(torch.relu(norm(conv(h.transpose(1, 2)).transpose(1, 2)))) * mask
             return h
         if self.kind == "lstm":
             packed = nn.utils.rnn.pack_padded_sequence(
