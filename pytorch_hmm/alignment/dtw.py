@@ -516,7 +516,7 @@ class DTWAligner:
                     if bool(bad.any()):
                         cand[s, :, bad] = inf
             cand = cand + w_t * C[:, i, j].unsqueeze(0)
-            best, arg = cand.amin(dim=0), cand.argmin(dim=0)
+            best, arg = cand.min(dim=0)
             arg = torch.where(torch.isinf(best), torch.full_like(arg, -1), arg)
             if self.band is not None:
                 out = (i - j).abs() > self.band
