@@ -2,16 +2,16 @@
 per-frame autograd loop, plain and checkpointed.
 
 Run:  .venv/bin/python benchmarks/bench_neural_hmm.py [--repeats 3] [--T 500,1000,2000]
-      [--B 8] [--N 100] [--threads N] [--max-gb 8] [--max-step-s 180] [--ours-chunks 32]
-      [--no-live] [--no-split] [--json PATH] [--quick]
+      [--B 8] [--N 100] [--threads N] [--max-gb 8] [--max-step-s 180] [--ours-chunks 128]
+      [--no-live] [--no-split] [--json PATH [--resume]] [--quick]
 
 Problem: B utterances of N symbols x 2 states (S = 2N = 200), T frames of 80 dims, the model
 ``NeuralHMM(num_symbols=N, feature_dim=80, hidden_dim=256, autoregressive=True)`` (conv
 encoder, pre-net with dropout) in train mode, the same seed for the model and the data.
 
 - ``ours``: ``model.loss(symbols, symbol_lengths, x, lengths).backward()`` (the defaults: the
-  emission network over chunks of 128 frames under ``torch.utils.checkpoint``, the engine's
-  explicit backward pass).
+  emission network over chunks of ``chunk_frames`` frames, printed, under
+  ``torch.utils.checkpoint``; the engine's explicit backward pass).
 - ``loop``: the papers' training recursion (Mehta et al., ICASSP 2022, and the public
   Neural-HMM code): a Python loop over frames under autograd, the emission network evaluated
   per frame inside the loop (the model's own ``encode_states``, ``prenet``, ``frame_proj``,
@@ -21,7 +21,7 @@ encoder, pre-net with dropout) in train mode, the same seed for the model and th
 - ``loop+ckpt``: the same loop with ``torch.utils.checkpoint`` (non-reentrant) over blocks of
   ceil(sqrt(T)) frames.
 
-Also ``ours c=N`` rows (``--ours-chunks``, default 32): ours with ``chunk_frames=N``.
+Also ``ours c=N`` rows (``--ours-chunks``, default 128): ours with ``chunk_frames=N``.
 
 First checks (eval mode, no dropout) that the loop gives our log-likelihood and gradients,
 in float64 and float32. Then each (method, T) runs in a fresh subprocess of this script
@@ -407,10 +407,13 @@ def main():
     )
     p.add_argument(
         "--ours-chunks",
-        default="32",
+        default="128",
         help="extra rows of ours with these chunk_frames (comma-separated; '' for none)",
     )
-    p.add_argument("--json", default=None, help="also write the raw results here")
+    p.add_argument("--json", default=None, help="write the raw results here (after each row)")
+    p.add_argument(
+        "--resume", action="store_true", help="reuse the rows of --json run with this setup"
+    )
     p.add_argument("--quick", action="store_true", help="T=250,400, B=4, N=50, 2 repeats")
     p.add_argument("--worker", nargs=2, metavar=("METHOD", "T"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -423,9 +426,11 @@ def main():
         torch.set_num_threads(args.threads)
     Ts = [int(t) for t in args.T.split(",")]
     S = 2 * args.N
+    default_chunk = NeuralHMM(num_symbols=2).chunk_frames
     print(
         f"# NeuralHMM training step: B={args.B}, N={args.N} symbols x 2 states (S={S}), D=80, "
-        f"H=256, autoregressive; torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"H=256, autoregressive; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"ours = the defaults (chunk_frames={default_chunk})"
     )
     check(min(4, args.B), min(20, args.N), min(60, args.check_T), torch.float64)
     check(args.B, args.N, args.check_T, torch.float32)
@@ -434,9 +439,23 @@ def main():
     methods = list(METHODS)
     methods[1:1] = [f"ours c={int(c)}" for c in args.ours_chunks.split(",") if c.strip()]
     _loadavg("start")
-    res = {}
+    config = {k: getattr(args, k) for k in ("B", "N", "repeats", "threads", "live", "split")}
+    config["chunk_frames"] = default_chunk
+    res, done = {}, {}
+    if args.resume and args.json and os.path.exists(args.json):
+        with open(args.json) as f:
+            old = json.load(f)
+        if old.get("config") == config:
+            done = {k: v for k, v in old.get("rows", {}).items() if isinstance(v, dict)}
+        else:
+            print(f"--resume: {args.json} has another configuration, not reused")
     for method in methods:
         for T in Ts:
+            if f"{method} {T}" in done:
+                r = res[(method, T)] = done[f"{method} {T}"]
+                med = statistics.median(r["times"]) * 1e3
+                print(f"{method:11s} T={T:5d}: {med:9.0f} ms/step (from {args.json})")
+                continue
             prev = [r for (m, t), r in res.items() if m == method and isinstance(r, dict)]
             if method == "loop" and prev:
                 r = prev[-1]
@@ -457,6 +476,10 @@ def main():
             t0 = time.perf_counter()
             r = run_worker(method, T, args)
             res[(method, T)] = r
+            if args.json:  # after every row: --resume picks up from here
+                rows = {f"{m} {t}": v for (m, t), v in res.items()}
+                with open(args.json, "w") as f:
+                    json.dump({"config": config, "rows": rows}, f, indent=1)
             if isinstance(r, dict):
                 med = statistics.median(r["times"]) * 1e3
                 print(
@@ -528,9 +551,6 @@ def main():
             else:
                 cells.append(f"{m}: not run")
         print(f"  T={T:5d}: " + " | ".join(cells))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({f"{m} {t}": r for (m, t), r in res.items()}, f, indent=1)
     _loadavg("end")
     splits = [(T, res[("ours", T)]) for T in Ts if isinstance(res.get(("ours", T)), dict)]
     splits = [(T, r["split"]) for T, r in splits if "split" in r]
