@@ -251,24 +251,15 @@ def run_quicktest(args: argparse.Namespace) -> int:
 
 
 def _benchmark_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--no-peers", action="store_true", help="time pytorch_hmm only")
-    p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    from .benchmark import add_arguments
+
+    add_arguments(p)
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    import torch
+    from .benchmark import run_from_args
 
-    from .benchmark import run_comprehensive_benchmark
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run_comprehensive_benchmark(
-        repeats=args.repeats, peers=not args.no_peers, memory=not args.no_memory, device=args.device
-    )
-    return 0
+    return run_from_args(args)
 
 
 register_subcommand(
@@ -279,7 +270,7 @@ register_subcommand(
 )
 register_subcommand(
     "benchmark",
-    "time the inference engine against hmmlearn and pomegranate",
+    "time every model type on a grid of sizes (about a minute by default)",
     _benchmark_arguments,
     run_benchmark,
 )
