@@ -133,3 +133,23 @@ def test_command_line(tmp_path, capsys):
     assert "gaussian" in capsys.readouterr().out
     assert main(["--batch-sizes", "1", "--model-types", "nope", "--no-progress"]) == 2
     assert "model_types" in capsys.readouterr().out
+
+
+def test_gpu_script_runs_on_cpu(tmp_path):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    rc = gpu.main(["--device", "cpu", "--quick", "--no-tests", "--max-seconds", "2",
+                   "--out", str(tmp_path)])  # fmt: skip
+    assert rc == 0
+    res = json.loads((tmp_path / "gpu-cpu.json").read_text())
+    assert {r["workload"] for r in res["engine"]} == {"dense", "left-to-right"}
+    for r in res["engine"]:  # throughput figures follow from the sizes and the time
+        assert r["state_frames_per_s"] == pytest.approx(r["B"] * r["T"] * r["K"] / r["seconds"])
+        assert r["emissions_GBps"] == pytest.approx(r["state_frames_per_s"] * 4 / 1e9)
+    assert res["limits"]["copy_GBps"] > 0 and res["limits"]["launch_us"] > 0
+    assert "launch floor" in (tmp_path / "gpu-cpu.md").read_text()
