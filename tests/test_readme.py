@@ -80,3 +80,22 @@ def test_readme_neural_hmm_example_runs():
     exec(compile(code, "README.md", "exec"), ns)
     assert ns["durations"].sum(1).tolist() == [20, 11]
     assert ns["out"].features.shape[2] == 80
+
+
+def test_readme_benchmark_example_runs(tmp_path, monkeypatch):
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(
+        c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "run_comprehensive" in c
+    )
+    small = (
+        code.replace("batch_sizes=[1, 8]", "batch_sizes=[2]")
+        .replace("sequence_lengths=[100, 500]", "sequence_lengths=[40]")
+        .replace("feature_dims=[80])", "feature_dims=[4], model_types=['gaussian', 'hsmm'],"
+                 " progress=False, verbose=False)")  # fmt: skip
+    )
+    assert small != code
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {"print": lambda *a: None}
+    exec(compile(small, "README.md", "exec"), ns)
+    assert (tmp_path / "bench.csv").exists()
+    assert ns["row"].real_time_factor > 0
