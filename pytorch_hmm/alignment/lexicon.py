@@ -134,9 +134,13 @@ def read_lexicon(path: Union[str, os.PathLike], *, case_sensitive: bool = False)
             parts = s.split()
             word, rest = parts[0], parts[1:]
             # MFA allows pronunciation / silence probabilities before the phones
-            while rest and len(rest) > 1 and _is_number(rest[0]):
-                rest = rest[1:]
+            nums = 0
+            while rest and _is_number(rest[0]):
+                rest, nums = rest[1:], nums + 1
             if not rest:
-                raise ValueError(f"{os.fspath(path)}:{lineno}: word {word!r} has no phones")
+                what = f" (only the number(s) {parts[1:]})" if nums else ""
+                raise ValueError(
+                    f"{os.fspath(path)}:{lineno}: word {word!r} has no phones{what}"
+                )
             lex.add(word, rest)
     return lex

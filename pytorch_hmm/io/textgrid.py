@@ -38,7 +38,14 @@ def read_textgrid(
         tier order. Point tiers are skipped.
     """
     tg_mod = _praatio()
-    tg = tg_mod.openTextgrid(str(path), includeEmptyIntervals=include_empty)
+    try:
+        tg = tg_mod.openTextgrid(str(path), includeEmptyIntervals=include_empty)
+    except (IndexError, KeyError, ValueError, UnicodeDecodeError) as e:
+        # praatio fails deep inside its parser on empty, header-only or truncated files
+        raise ValueError(
+            f"{path}: not a readable TextGrid (empty, header only or truncated?): "
+            f"{type(e).__name__}: {e}"
+        ) from e
     names = list(tg.tierNames)
     wanted = names if tiers is None else list(tiers)
     out: Dict[str, List[Segment]] = {}

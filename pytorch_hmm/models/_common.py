@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["COVARIANCE_TYPES", "check_covariance_type"]
+import math
+import numbers
+
+__all__ = ["COVARIANCE_TYPES", "check_count", "check_covariance_type", "check_min_covar"]
 
 #: Covariance types the Gaussian models, their statistics and M-steps support.
 COVARIANCE_TYPES = ("diag", "full")
@@ -17,3 +20,29 @@ def check_covariance_type(value: object, name: str = "covariance_type", note: st
             f"{name} must be one of {allowed}, got {value!r}" + (f" ({note})" if note else "")
         )
     return value
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int when it is a whole number >= ``minimum`` (``3`` or ``3.0``, not
+    ``2.5``, ``True`` or ``"3"``), else ``ValueError`` naming the argument."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        try:
+            ok = math.isfinite(float(value)) and float(value) == int(value)
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+    if not ok or int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_min_covar(value: object, name: str = "min_covar") -> float:
+    """``value`` as a float when it is finite and >= 0 (the variance floor), else
+    ``ValueError`` naming the argument."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (a variance floor), got {value!r}")
+    return v

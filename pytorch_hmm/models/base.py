@@ -13,6 +13,7 @@ from torch import nn
 
 from .. import core
 from ..core.validation import check_lengths
+from ._common import check_count
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
 
@@ -48,9 +49,7 @@ class BaseHMM(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        if int(num_states) < 1:
-            raise ValueError(f"num_states must be >= 1, got {num_states}")
-        K = self.num_states = int(num_states)
+        K = self.num_states = check_count("num_states", num_states)
         sp = (
             torch.full((K,), 1.0 / K, dtype=torch.float64)
             if startprob is None

@@ -9,7 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import COVARIANCE_TYPES, check_covariance_type  # noqa: F401 (re-export)
+from ._common import (  # noqa: F401 (COVARIANCE_TYPES re-exported)
+    COVARIANCE_TYPES,
+    check_covariance_type,
+    check_min_covar,
+)
 from .base import ArrayLike, BaseHMM
 
 
@@ -169,7 +173,7 @@ class GaussianHMM(BaseHMM):
         K, D = self.num_states, int(feature_dim)
         self.feature_dim = D
         self.covariance_type = covariance_type
-        self.min_covar = float(min_covar)
+        self.min_covar = check_min_covar(min_covar)
         self.means = nn.Parameter(torch.zeros(K, D, dtype=dtype))
         if covariance_type == "diag":
             self.log_covars = nn.Parameter(torch.zeros(K, D, dtype=dtype))
@@ -203,8 +207,8 @@ class GaussianHMM(BaseHMM):
                 raise ValueError(
                     f"covars for 'diag' must have shape (K, D) = ({K}, {D}), got {tuple(c.shape)}"
                 )
-            if not (c > 0).all():
-                raise ValueError("covars must be positive")
+            if not ((c > 0) & torch.isfinite(c)).all():
+                raise ValueError("covars must be positive and finite")
             with torch.no_grad():
                 self.log_covars.copy_(c.log().to(self.log_covars))
         else:
@@ -212,6 +216,16 @@ class GaussianHMM(BaseHMM):
                 raise ValueError(
                     f"covars for 'full' must have shape (K, D, D) = ({K}, {D}, {D})"
                     f", got {tuple(c.shape)}"
+                )
+            if not torch.isfinite(c).all():
+                raise ValueError("covars must be finite")
+            asym = (c - c.transpose(-1, -2)).abs().amax(dim=(-1, -2))
+            scale = c.abs().amax(dim=(-1, -2)).clamp(min=1e-300)
+            if (asym > 1e-6 * scale).any():
+                k = int(torch.nonzero(asym > 1e-6 * scale)[0])
+                raise ValueError(
+                    f"covars[{k}] is not symmetric (largest |C - C^T| {float(asym[k]):.3g}); "
+                    "only symmetric positive definite matrices are covariances"
                 )
             L, info = torch.linalg.cholesky_ex(c)
             if (info != 0).any():

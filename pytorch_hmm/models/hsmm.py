@@ -13,6 +13,7 @@ from torch import nn
 
 from .. import core
 from ..training.stats import GaussianStats, _Stats, markov_m_step
+from ._common import check_count, check_min_covar
 from .base import ArrayLike
 from .gaussian import GaussianHMM
 from .mixture import MixtureGaussianHMM
@@ -110,8 +111,9 @@ class HSMM(nn.Module):
         super().__init__()
         if isinstance(max_duration, bool) or int(max_duration) != max_duration or max_duration < 1:
             raise ValueError(f"max_duration must be an integer >= 1, got {max_duration!r}")
-        if int(num_states) < 1:
-            raise ValueError(f"num_states must be >= 1, got {num_states}")
+        check_count("num_states", num_states)
+        check_count("feature_dim", feature_dim)
+        check_min_covar(min_covar)
         for name, value, allowed in (
             ("duration", duration, DURATIONS),
             ("emission", emission, EMISSIONS),

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import check_covariance_type
+from ._common import check_covariance_type, check_min_covar
 from .base import ArrayLike, BaseHMM
 from .gaussian import (
     _data_covariance,
@@ -79,7 +79,7 @@ class MixtureGaussianHMM(BaseHMM):
         self.feature_dim, self.num_mixtures = D, M
         self.covariance_type = covariance_type
         self.covariance_center = covariance_center
-        self.min_covar = float(min_covar)
+        self.min_covar = check_min_covar(min_covar)
         self.weight_logits = nn.Parameter(torch.zeros(K, M, dtype=dtype))
         self.means = nn.Parameter(torch.zeros(K, M, D, dtype=dtype))
         if covariance_type == "diag":
