@@ -25,6 +25,10 @@ from typing import Any, Dict, List
 __version__ = "0.1.0"
 
 _EXPORTS: Dict[str, str] = {
+    # errors: every complaint about bad input is one of these
+    "HMMError": "pytorch_hmm.errors",
+    "HMMValueError": "pytorch_hmm.errors",
+    "HMMTypeError": "pytorch_hmm.errors",
     # engine
     "forward": "pytorch_hmm.core",
     "backward": "pytorch_hmm.core",

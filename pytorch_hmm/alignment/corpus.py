@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..errors import HMMValueError
 from ..metrics.alignment import DEFAULT_TOLERANCES, BoundaryAccuracy, boundary_accuracy
 
 __all__ = ["corpus_files", "load_corpus", "phone_boundary_accuracy", "phone_boundaries"]
@@ -60,17 +61,17 @@ def load_corpus(
     for name, wav, txt in corpus_files(corpus_dir):
         try:
             if txt is None:
-                raise ValueError("no transcript (NAME.txt) beside the audio")
+                raise HMMValueError("no transcript (NAME.txt) beside the audio")
             with open(txt, encoding="utf-8") as f:
                 text = f.read().split()
             if not text:
-                raise ValueError(f"transcript {os.path.basename(txt)} is empty")
+                raise HMMValueError(f"transcript {os.path.basename(txt)} is empty")
             try:
                 utts.append(aligner.load_utterance(wav, text, name=name))
             except ValueError:
                 raise
             except Exception as err:  # soundfile raises its own error types
-                raise ValueError(f"cannot read audio {os.path.basename(wav)}: {err}") from err
+                raise HMMValueError(f"cannot read audio {os.path.basename(wav)}: {err}") from err
         except (ValueError, OSError) as err:
             errs[name] = str(err)
         if progress is not None:
@@ -129,7 +130,7 @@ def phone_boundary_accuracy(
         rt, rp, ap = phone_boundaries(r, silences)
         ht, hp, _ = phone_boundaries(h, silences, after_pause=ap)
         if rp != hp:
-            raise ValueError(f"utterance {i}: reference and hypothesis phones differ")
+            raise HMMValueError(f"utterance {i}: reference and hypothesis phones differ")
         if not include_edges:
             first_is_edge = not r or str(r[0][2]) not in set(silences)
             last_is_edge = not r or str(r[-1][2]) not in set(silences)
@@ -139,7 +140,7 @@ def phone_boundary_accuracy(
         refs.append(rt)
         hyps.append(ht)
     if len(references) != len(hypotheses):
-        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+        raise HMMValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     if not refs:
         return boundary_accuracy(np.zeros(0), np.zeros(0), tolerances)
     return boundary_accuracy(refs, hyps, tolerances, check_labels=False)

@@ -54,6 +54,7 @@ from ..core import backend as _backend
 from ..core.inference import viterbi as _engine_viterbi
 from ..core.transitions import Transitions
 from ..core.validation import check_lengths
+from ..errors import HMMTypeError, HMMValueError
 
 KERNELS = "pytorch_hmm.alignment._numba_kernels"
 METHODS = ("auto", "engine", "kernel")
@@ -103,21 +104,23 @@ def _validate(
     blank_id: int,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     if not isinstance(log_probs, Tensor) or not log_probs.is_floating_point():
-        raise TypeError("log_probs must be a floating-point tensor of shape (B, T, C)")
+        raise HMMTypeError("log_probs must be a floating-point tensor of shape (B, T, C)")
     if log_probs.dim() != 3:
-        raise ValueError(
+        raise HMMValueError(
             f"log_probs must have shape (B, T, C) (batch, frames, classes), "
             f"got {tuple(log_probs.shape)}"
         )
     B, T, C = log_probs.shape
     targets = torch.as_tensor(targets)
     if targets.dim() != 2 or targets.shape[0] != B:
-        raise ValueError(f"targets must have shape (B, S) = ({B}, S), got {tuple(targets.shape)}")
+        raise HMMValueError(
+            f"targets must have shape (B, S) = ({B}, S), got {tuple(targets.shape)}"
+        )
     if targets.dtype.is_floating_point or targets.dtype == torch.bool:
-        raise TypeError(f"targets must be an integer tensor, got {targets.dtype}")
+        raise HMMTypeError(f"targets must be an integer tensor, got {targets.dtype}")
     S = targets.shape[1]
     if not (0 <= blank_id < C):
-        raise ValueError(f"blank_id={blank_id} is out of range for C={C} classes")
+        raise HMMValueError(f"blank_id={blank_id} is out of range for C={C} classes")
 
     def lens(x, name, maxv, what):
         return check_lengths(x, B, maxv, torch.device("cpu"), name=name, min_value=0, what=what)
@@ -129,10 +132,10 @@ def _validate(
     used = tcpu[valid_tok]
     if used.numel():
         if used.min() < 0 or used.max() >= C:
-            raise ValueError(f"targets must lie in [0, {C}) (C classes), got values outside")
+            raise HMMValueError(f"targets must lie in [0, {C}) (C classes), got values outside")
         if (used == blank_id).any():
             bad = sorted({int(b) for b in (valid_tok & (tcpu == blank_id)).nonzero()[:, 0]})
-            raise ValueError(
+            raise HMMValueError(
                 f"targets contain the blank id {blank_id} (utterances {bad}); "
                 "the blank must not appear in the targets"
             )
@@ -142,7 +145,7 @@ def _validate(
             hit = bad_val(log_probs).flatten(1).any(1)
             if bool(hit.any()):
                 bad = hit.nonzero()[:, 0].tolist()
-                raise ValueError(
+                raise HMMValueError(
                     f"log_probs contains {what} (utterances {bad})"
                     + ("; log-probabilities must be finite or -inf" if what == "+inf" else "")
                 )
@@ -178,9 +181,9 @@ class CTCAligner:
         method: str = "auto",
     ) -> None:
         if backend is not None and backend not in _backend.BACKENDS:
-            raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+            raise HMMValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
         if method not in METHODS:
-            raise ValueError(f"method must be 'auto', 'engine' or 'kernel', got {method!r}")
+            raise HMMValueError(f"method must be 'auto', 'engine' or 'kernel', got {method!r}")
         self.blank_id = int(blank_id)
         self.backend = backend
         self.strict = strict
@@ -217,7 +220,7 @@ class CTCAligner:
         if self.method != "engine" and lp.dtype in (torch.float32, torch.float64):
             kernels = _backend.cpu_kernels(KERNELS, device, self.backend)
         if kernels is None and self.method == "kernel":
-            raise ValueError(
+            raise HMMValueError(
                 "method='kernel' runs the compiled CPU kernel: it needs float32/float64 CPU "
                 "tensors, numba, and backend 'auto' or 'numba'; use method='auto' or 'engine'"
             )
@@ -239,7 +242,7 @@ class CTCAligner:
                 "have -inf log-probability); their score is -inf"
             )
             if self.strict:
-                raise ValueError(msg)
+                raise HMMValueError(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
             labels_t[~valid.to(labels_t.device)] = -1
             frame_ok = torch.arange(T, device=scores_t.device).unsqueeze(0) < il.to(

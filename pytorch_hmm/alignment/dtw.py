@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..core.backend import BACKENDS, cpu_kernels, kernel_call
 from ..core.validation import check_lengths
+from ..errors import HMMTypeError, HMMValueError
 
 __all__ = [
     "StepPattern",
@@ -95,7 +96,7 @@ def pairwise_distance(x: Tensor, y: Tensor, metric: str = "euclidean") -> Tensor
         xn = x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
         yn = y / y.norm(dim=-1, keepdim=True).clamp_min(eps)
         return 1.0 - xn @ yn.transpose(-1, -2)
-    raise ValueError(
+    raise HMMValueError(
         f"metric must be 'euclidean', 'sqeuclidean' or 'cosine' (or a callable), got {metric!r}"
     )
 
@@ -136,19 +137,21 @@ def _resolve_pattern(step_pattern: Union[str, StepPattern]) -> StepPattern:
     elif step_pattern in STEP_PATTERNS:
         pat = STEP_PATTERNS[step_pattern]
     else:
-        raise ValueError(
+        raise HMMValueError(
             f"step_pattern must be one of {sorted(STEP_PATTERNS)} or a StepPattern, "
             f"got {step_pattern!r}"
         )
     if len(pat.steps) == 0:
-        raise ValueError("step_pattern has no steps")
+        raise HMMValueError("step_pattern has no steps")
     for di, dj, _ in pat.steps:
         if di < 0 or dj < 0 or di + dj < 1 or di > 8 or dj > 8:
-            raise ValueError(f"invalid step ({di}, {dj}) in step pattern {pat.name!r}")
+            raise HMMValueError(f"invalid step ({di}, {dj}) in step pattern {pat.name!r}")
     if not any(di >= 1 for di, _, _ in pat.steps):
-        raise ValueError(f"step pattern {pat.name!r} never advances along x")
+        raise HMMValueError(f"step pattern {pat.name!r} never advances along x")
     if pat.norm not in _NORM_CODE:
-        raise ValueError(f"step pattern norm must be one of {sorted(_NORM_CODE)}, got {pat.norm!r}")
+        raise HMMValueError(
+            f"step pattern norm must be one of {sorted(_NORM_CODE)}, got {pat.norm!r}"
+        )
     return pat
 
 
@@ -197,14 +200,14 @@ class DTWAligner:
         backend: Optional[str] = None,
     ) -> None:
         if isinstance(distance, str) and distance not in ("euclidean", "sqeuclidean", "cosine"):
-            raise ValueError(
+            raise HMMValueError(
                 "distance must be 'euclidean', 'sqeuclidean', 'cosine' or a callable, "
                 f"got {distance!r}"
             )
         if band is not None and (int(band) != band or band < 0):
-            raise ValueError(f"band must be a non-negative integer or None, got {band!r}")
+            raise HMMValueError(f"band must be a non-negative integer or None, got {band!r}")
         if backend is not None and backend not in BACKENDS:
-            raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+            raise HMMValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
         self.distance = distance
         self.pattern = _resolve_pattern(step_pattern)
         self.band = None if band is None else int(band)
@@ -232,20 +235,22 @@ class DTWAligner:
             :class:`DTWResult` (unbatched fields for 2-D inputs).
         """
         if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-            raise TypeError("x and y must be torch tensors")
+            raise HMMTypeError("x and y must be torch tensors")
         if x.dim() != y.dim() or x.dim() not in (2, 3):
-            raise ValueError(
+            raise HMMValueError(
                 "x and y must both be (N, D)/(M, D) or (B, N, D)/(B, M, D), got shapes "
                 f"{tuple(x.shape)} and {tuple(y.shape)}"
             )
         if x.shape[-1] != y.shape[-1]:
-            raise ValueError(
+            raise HMMValueError(
                 f"x and y must have the same feature size D, got {x.shape[-1]} and {y.shape[-1]}"
             )
         if x.dim() == 3 and x.shape[0] != y.shape[0]:
-            raise ValueError(f"x and y batch sizes differ: {x.shape[0]} and {y.shape[0]}")
+            raise HMMValueError(f"x and y batch sizes differ: {x.shape[0]} and {y.shape[0]}")
         if x.dim() == 2 and (x_lengths is not None or y_lengths is not None):
-            raise ValueError("x_lengths/y_lengths are only accepted with batched (B, T, D) inputs")
+            raise HMMValueError(
+                "x_lengths/y_lengths are only accepted with batched (B, T, D) inputs"
+            )
         if not x.is_floating_point():
             x = x.float()
         y = y.to(x.dtype)
@@ -393,18 +398,20 @@ class DTWAligner:
         if not isinstance(cost, Tensor):
             cost = torch.as_tensor(cost)
         if cost.dim() not in (2, 3):
-            raise ValueError(f"cost must have shape (N, M) or (B, N, M), got {tuple(cost.shape)}")
+            raise HMMValueError(
+                f"cost must have shape (N, M) or (B, N, M), got {tuple(cost.shape)}"
+            )
         unbatched = cost.dim() == 2
         if unbatched:
             if x_lengths is not None or y_lengths is not None:
-                raise ValueError("x_lengths/y_lengths need a batched (B, N, M) cost")
+                raise HMMValueError("x_lengths/y_lengths need a batched (B, N, M) cost")
             cost = cost.unsqueeze(0)
         if not cost.is_floating_point():
             cost = cost.double()
         cost = cost.detach()
         B, N, M = cost.shape
         if N < 1 or M < 1:
-            raise ValueError(f"cost must have N, M >= 1, got shape {tuple(cost.shape)}")
+            raise HMMValueError(f"cost must have N, M >= 1, got shape {tuple(cost.shape)}")
         n = _check_lengths(x_lengths, B, N, "x_lengths")
         m = _check_lengths(y_lengths, B, M, "y_lengths")
         kernels = _use_numba(cost.device, self.backend)
@@ -563,7 +570,7 @@ class DTWAligner:
 
 def _raise_nan(nan: np.ndarray) -> None:
     if nan.any():
-        raise ValueError(f"the cost matrix contains NaN (pairs {np.nonzero(nan)[0].tolist()})")
+        raise HMMValueError(f"the cost matrix contains NaN (pairs {np.nonzero(nan)[0].tolist()})")
 
 
 def _backtrack_py(steps: np.ndarray, n: int, jend: int, di, dj, path_out: np.ndarray) -> int:

@@ -12,12 +12,14 @@ import os
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
+from ..errors import HMMError, HMMValueError
+
 __all__ = ["Lexicon", "MissingWordError", "read_lexicon"]
 
 Pronunciation = Tuple[str, ...]
 
 
-class MissingWordError(KeyError):
+class MissingWordError(HMMError, KeyError):
     """A transcript word that the lexicon does not hold (``words`` lists every missing one)."""
 
     def __init__(self, words: Sequence[str]):
@@ -68,7 +70,7 @@ class Lexicon:
         """Add a pronunciation (ignored if the word already has exactly this one)."""
         pron = tuple(str(p) for p in phones)
         if not pron:
-            raise ValueError(f"pronunciation of {word!r} has no phones")
+            raise HMMValueError(f"pronunciation of {word!r} has no phones")
         alts = self._prons.setdefault(self._key(word), [])
         if pron not in alts:
             alts.append(pron)
@@ -139,7 +141,7 @@ def read_lexicon(path: Union[str, os.PathLike], *, case_sensitive: bool = False)
                 rest, nums = rest[1:], nums + 1
             if not rest:
                 what = f" (only the number(s) {parts[1:]})" if nums else ""
-                raise ValueError(
+                raise HMMValueError(
                     f"{os.fspath(path)}:{lineno}: word {word!r} has no phones{what}"
                 )
             lex.add(word, rest)

@@ -58,6 +58,7 @@ from ..core import backend as _backend
 from ..core.inference import viterbi as _engine_viterbi
 from ..core.transitions import Transitions
 from ..core.validation import check_lengths
+from ..errors import HMMTypeError, HMMValueError
 
 KERNELS = "pytorch_hmm.alignment._numba_kernels"
 METHODS = ("auto", "engine", "kernel")
@@ -109,36 +110,36 @@ def monotonic_alignment_search(
         unbatched shapes for a 2-D ``log_p``). Not differentiable (detached), as in Glow-TTS.
     """
     if backend is not None and backend not in _backend.BACKENDS:
-        raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+        raise HMMValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
     if method not in METHODS:
-        raise ValueError(f"method must be 'auto', 'engine' or 'kernel', got {method!r}")
+        raise HMMValueError(f"method must be 'auto', 'engine' or 'kernel', got {method!r}")
     if not isinstance(log_p, Tensor) or not log_p.is_floating_point():
-        raise TypeError("log_p must be a floating-point tensor of shape (B, T_text, T_mel)")
+        raise HMMTypeError("log_p must be a floating-point tensor of shape (B, T_text, T_mel)")
     unbatched = log_p.dim() == 2
     if unbatched:
         if text_lengths is not None or mel_lengths is not None:
-            raise ValueError("text_lengths/mel_lengths need a batched (B, T_text, T_mel) log_p")
+            raise HMMValueError("text_lengths/mel_lengths need a batched (B, T_text, T_mel) log_p")
         log_p = log_p.unsqueeze(0)
     if log_p.dim() != 3:
-        raise ValueError(f"log_p must have shape (B, T_text, T_mel), got {tuple(log_p.shape)}")
+        raise HMMValueError(f"log_p must have shape (B, T_text, T_mel), got {tuple(log_p.shape)}")
     B, Tx, Ty = log_p.shape
     tx = _lengths(text_lengths, B, Tx, "text_lengths")
     ty = _lengths(mel_lengths, B, Ty, "mel_lengths")
     if B and (tx > ty).any():
         bad = (tx > ty).nonzero()[:, 0].tolist()
-        raise ValueError(
+        raise HMMValueError(
             f"text_lengths must be <= mel_lengths (each token needs a frame); "
             f"violated for utterances {bad}"
         )
     if B and ((tx == 0) != (ty == 0)).any():
         bad = ((tx == 0) != (ty == 0)).nonzero()[:, 0].tolist()
-        raise ValueError(f"text_lengths is 0 but mel_lengths is not for utterances {bad}")
+        raise HMMValueError(f"text_lengths is 0 but mel_lengths is not for utterances {bad}")
     value = log_p.detach()
     kernels = None
     if method != "engine":
         kernels = _backend.cpu_kernels(KERNELS, value.device, backend)
     if kernels is None and method == "kernel":
-        raise ValueError(
+        raise HMMValueError(
             "method='kernel' runs the compiled CPU kernel: it needs CPU tensors, numba, and "
             "backend 'auto' or 'numba'; use method='auto' or 'engine'"
         )
@@ -165,7 +166,7 @@ def _readable(B: int, Tx: int, Ty: int, tx: Tensor, ty: Tensor, device) -> Tenso
 def _raise_nan(isnan: Tensor) -> None:
     bad = isnan.flatten(1).any(1)
     if bool(bad.any()):
-        raise ValueError(f"log_p contains NaN (utterances {bad.nonzero()[:, 0].tolist()})")
+        raise HMMValueError(f"log_p contains NaN (utterances {bad.nonzero()[:, 0].tolist()})")
 
 
 # ------------------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ def _mas_engine(value: Tensor, tx: Tensor, ty: Tensor, backend: Optional[str]):
         pinf = torch.isposinf(v)
         if bool((pinf & read).any()):
             bad = (pinf & read).flatten(1).any(1).nonzero()[:, 0].tolist()
-            raise ValueError(
+            raise HMMValueError(
                 f"log_p contains +inf (utterances {bad}); log-likelihoods must be finite or -inf"
             )
         v = v.masked_fill(odd | pinf, float("-inf"))  # cells no path reads
@@ -242,5 +243,5 @@ def _mas_kernel(kernels, value: Tensor, tx: Tensor, ty: Tensor):
     with _backend.kernel_call():
         kernels.mas(v.numpy(), tx.numpy(), ty.numpy(), path.numpy(), dur.numpy(), nan)
     if nan.any():
-        raise ValueError(f"log_p contains NaN (utterances {np.nonzero(nan)[0].tolist()})")
+        raise HMMValueError(f"log_p contains NaN (utterances {np.nonzero(nan)[0].tolist()})")
     return path, dur

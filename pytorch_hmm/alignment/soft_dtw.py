@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.backend import kernel_call
+from ..errors import HMMValueError
 from .dtw import _check_lengths, _use_numba, pairwise_distance
 
 __all__ = ["soft_dtw_distance", "soft_dtw_cost", "SoftDTW"]
@@ -28,7 +29,7 @@ def _band_arg(band: Optional[int]) -> int:
     if band is None:
         return -1
     if int(band) != band or band < 0:
-        raise ValueError(f"band must be a non-negative integer or None, got {band!r}")
+        raise HMMValueError(f"band must be a non-negative integer or None, got {band!r}")
     return int(band)
 
 
@@ -156,20 +157,20 @@ def soft_dtw_cost(
         ``(B,)`` soft-DTW values (0-d for a 2-D ``cost``); ``inf`` where the band admits no path.
     """
     if not isinstance(cost, Tensor) or cost.dim() not in (2, 3):
-        raise ValueError(
+        raise HMMValueError(
             "cost must be a tensor of shape (N, M) or (B, N, M), got "
             f"{tuple(cost.shape) if isinstance(cost, Tensor) else type(cost).__name__}"
         )
     if not (gamma > 0):
-        raise ValueError(f"gamma must be > 0, got {gamma!r}")
+        raise HMMValueError(f"gamma must be > 0, got {gamma!r}")
     unbatched = cost.dim() == 2
     if unbatched:
         cost = cost.unsqueeze(0)
     if cost.dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"cost must be float32 or float64, got {cost.dtype}")
+        raise HMMValueError(f"cost must be float32 or float64, got {cost.dtype}")
     B, N, M = cost.shape
     if N < 1 or M < 1:
-        raise ValueError(f"cost must have N, M >= 1, got shape {tuple(cost.shape)}")
+        raise HMMValueError(f"cost must have N, M >= 1, got shape {tuple(cost.shape)}")
     n = _check_lengths(x_lengths, B, N, "x_lengths")
     m = _check_lengths(y_lengths, B, M, "y_lengths")
     kernels = _use_numba(cost.device, backend)
@@ -194,7 +195,7 @@ def soft_dtw_distance(
     Returns ``(B,)`` values (0-d for unbatched ``(N, D)``/``(M, D)`` inputs).
     """
     if x.dim() != y.dim() or x.dim() not in (2, 3) or x.shape[-1] != y.shape[-1]:
-        raise ValueError(
+        raise HMMValueError(
             "x and y must be (N, D)/(M, D) or (B, N, D)/(B, M, D) with the same D, got "
             f"{tuple(x.shape)} and {tuple(y.shape)}"
         )
@@ -228,9 +229,9 @@ class SoftDTW(nn.Module):
     ) -> None:
         super().__init__()
         if reduction not in ("none", "mean", "sum"):
-            raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+            raise HMMValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
         if not (gamma > 0):
-            raise ValueError(f"gamma must be > 0, got {gamma!r}")
+            raise HMMValueError(f"gamma must be > 0, got {gamma!r}")
         self.gamma = float(gamma)
         self.distance = distance
         self.band = band

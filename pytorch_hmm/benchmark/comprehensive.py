@@ -41,6 +41,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
+from ..errors import HMMValueError
+
 MODEL_TYPES = ("gaussian", "mixture_gaussian", "hsmm", "streaming", "neural")
 TASKS = ("log_likelihood", "viterbi", "train_step")
 
@@ -384,10 +386,10 @@ def _ints(name: str, values: Iterable[int]) -> List[int]:
     out = []
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must hold integers >= 1, got {v!r}")
+            raise HMMValueError(f"{name} must hold integers >= 1, got {v!r}")
         out.append(int(v))
     if not out:
-        raise ValueError(f"{name} is empty")
+        raise HMMValueError(f"{name} is empty")
     return out
 
 
@@ -447,25 +449,25 @@ def run_comprehensive_benchmark(
     """
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: CUDA is not available on this machine")
+        raise HMMValueError(f"device={device!r}: CUDA is not available on this machine")
     Bs = _ints("batch_sizes", batch_sizes)
     Ts = _ints("sequence_lengths", sequence_lengths)
     Ds = _ints("feature_dims", feature_dims)
     mts = list(MODEL_TYPES if model_types is None else model_types)
     for mt in mts:
         if mt not in MODEL_TYPES:
-            raise ValueError(f"model_types: unknown {mt!r}; choose from {MODEL_TYPES}")
+            raise HMMValueError(f"model_types: unknown {mt!r}; choose from {MODEL_TYPES}")
     for t in tasks:
         if t not in TASKS:
-            raise ValueError(f"tasks: unknown {t!r}; choose from {TASKS}")
+            raise HMMValueError(f"tasks: unknown {t!r}; choose from {TASKS}")
     if isinstance(num_states, bool) or int(num_states) != num_states or num_states < 2:
-        raise ValueError(f"num_states must be an integer >= 2, got {num_states!r}")
+        raise HMMValueError(f"num_states must be an integer >= 2, got {num_states!r}")
     if int(repeats) < 1 or int(warmup) < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+        raise HMMValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
     if not (isinstance(frame_rate, (int, float)) and frame_rate > 0 and math.isfinite(frame_rate)):
-        raise ValueError(f"frame_rate must be a positive number of frames/s, got {frame_rate!r}")
+        raise HMMValueError(f"frame_rate must be a positive number of frames/s, got {frame_rate!r}")
     if max_seconds is not None and not max_seconds > 0:
-        raise ValueError(f"max_seconds must be > 0 or None, got {max_seconds!r}")
+        raise HMMValueError(f"max_seconds must be > 0 or None, got {max_seconds!r}")
     model_kwargs = model_kwargs or {}
     K = int(num_states)
 

@@ -53,6 +53,9 @@ def _select(typingctx, cond, a, b):
     return a(cond, a, b), codegen
 
 
+_BLOCK = 256  # frames summed in the input's precision before a float64 accumulation
+
+
 @nb.njit(**_HELPER)
 def _is_identity(eidx_b, E):
     """Whether state k reads column k for every k (then emissions are read in place)."""
@@ -72,48 +75,45 @@ def _gather(row, eidx_b, out):
 
 
 @nb.njit(**_HELPER)
-def _recentre(cur):
-    """Subtract the max of ``cur`` (0 when all -inf) and return it."""
+def _store_recentred(v64, cur):
+    """``cur = v64 - max(v64)`` (the max 0 when all -inf); returns the max.
+
+    ``v64`` (K,) float64 holds a frame's scores with its emissions added: they can be large
+    (|log b| ~ 1e4 for an unlikely frame), so the sum is formed and re-centred in float64 and
+    only the small relative scores are rounded to ``cur``'s dtype. Rounding the large sum to
+    float32 first would lose ~1e-3 a frame (the spacing of float32 at 1e4), which the
+    posteriors accumulate over a sequence."""
     K = cur.shape[0]
     fmx = -np.inf
     for j in range(K):
-        v = cur[j]
-        if v > fmx:
-            fmx = v
+        if v64[j] > fmx:
+            fmx = v64[j]
     if fmx == -np.inf:
         fmx = 0.0
     for j in range(K):
-        cur[j] -= fmx
+        cur[j] = v64[j] - fmx
     return fmx
 
 
 @nb.njit(**_HELPER)
-def _chain_step(prev, cur, stay, move, e, cut):
+def _chain_step(prev, cur, stay, move, e, cut, v64):
     """One log-semiring frame for a left-to-right chain (``hi`` = 1, W = 2: predecessor
-    ``j - 1`` with ``move[j]``, ``j`` itself with ``stay[j]``) in one sweep, no
-    temporaries; re-centres ``cur`` and returns the max it subtracted."""
+    ``j - 1`` with ``move[j]``, ``j`` itself with ``stay[j]``) in one sweep; re-centres
+    ``cur`` (through the float64 scratch ``v64``) and returns the max it subtracted."""
     K = cur.shape[0]
-    fmx = -np.inf
     for j in range(K):
-        a = prev[j] + stay[j]
-        c = prev[j - 1] + move[j] if j > 0 else -np.inf
+        a = np.float64(prev[j]) + stay[j]
+        c = np.float64(prev[j - 1]) + move[j] if j > 0 else -np.inf
         hi_ = a if a >= c else c
         lo_ = c if a >= c else a
         if hi_ == -np.inf:
-            cur[j] = -np.inf
+            v64[j] = -np.inf
             continue
         x = lo_ - hi_
         if x > cut:
             hi_ += math.log1p(math.exp(x))
-        v = cur.dtype.type(hi_ + e[j])  # the stored value, so that the max re-centres to 0
-        cur[j] = v
-        if v > fmx:
-            fmx = v
-    if fmx == -np.inf:
-        fmx = 0.0
-    for j in range(K):
-        cur[j] -= fmx
-    return fmx
+        v64[j] = hi_ + e[j]
+    return _store_recentred(v64, cur)
 
 
 @nb.njit(**_HELPER)
@@ -275,6 +275,7 @@ def _band_forward_seq(
     best = np.empty(K, dtype=em.dtype)
     s = np.empty(K, dtype=em.dtype)
     argb = np.zeros(K, dtype=np.int32)
+    v64 = np.empty(K, dtype=np.float64)
     M = np.empty((K, K) if by_rows else (1, 1), dtype=em.dtype)
     M_of = -1  # the band entry M holds
     e = em[b, 0] if ident else ebuf
@@ -282,8 +283,8 @@ def _band_forward_seq(
         _gather(em[b, 0], ex, ebuf)
     cur = alpha[0, b]
     for j in range(K):
-        cur[j] = log_pi[b, j] + e[j]
-    offset[0, b] = _recentre(cur)
+        v64[j] = np.float64(log_pi[b, j]) + e[j]
+    offset[0, b] = _store_recentred(v64, cur)
     if store_back:
         for j in range(K):
             back[b, 0, j] = 0
@@ -296,7 +297,7 @@ def _band_forward_seq(
         if not ident:
             _gather(em[b, t], ex, ebuf)
         if chain:
-            fmx = _chain_step(prev, cur, bd[1], bd[0], e, cut)  # d=1 stays, d=0 moves
+            fmx = _chain_step(prev, cur, bd[1], bd[0], e, cut, v64)  # d=1 stays, d=0 moves
             offset[t, b] = offset[t - 1, b] + fmx
             continue
         arg = back[b, t] if store_back else argb
@@ -316,8 +317,8 @@ def _band_forward_seq(
             if not use_max:
                 _band_logsum(prev, bd, hi, best, arg, s, cut)
         for j in range(K):
-            cur[j] = best[j] + e[j]
-        offset[t, b] = offset[t - 1, b] + _recentre(cur)
+            v64[j] = np.float64(best[j]) + e[j]
+        offset[t, b] = offset[t - 1, b] + _store_recentred(v64, cur)
     last = alpha[(L - 1) % S, b]
     for j in range(K):
         final[b, j] = last[j]
@@ -442,9 +443,11 @@ def _band_backward_seq(
     for i in range(K):
         s += math.exp(alpha[L - 1, b, i] + log_final[b, i] - mx)
     z = mx + math.log(s)
-    beta = np.empty(K, dtype=em.dtype)
-    nxt = np.empty(K, dtype=em.dtype)
-    u = np.empty(K, dtype=em.dtype)
+    # float64 whatever the input: u = emission + beta is large where the emission is
+    # (|log b| ~ 1e4), and rounding it to float32 would cost ~1e-3 a frame
+    beta = np.empty(K, dtype=np.float64)
+    nxt = np.empty(K, dtype=np.float64)
+    u = np.empty(K, dtype=np.float64)
     ebuf = np.empty(K, dtype=em.dtype)
     for i in range(K):
         beta[i] = log_final[b, i] - z
@@ -455,7 +458,7 @@ def _band_backward_seq(
         if not ident:
             _gather(em[b, t + 1], ex, ebuf)
         for j in range(K):
-            u[j] = e[j] + beta[j]
+            u[j] = np.float64(e[j]) + beta[j]
         bs = band_src[bx, 0 if Tx == 1 else t]
         _band_back_step(
             alpha[t, b], u, bs, lo, step, cut, nxt, gamma[t, b], xv[b, t if per_frame else 0]
@@ -601,7 +604,10 @@ def _scaled_backward_seq(b, bs, A, lengths, every, final_w, rest, alpha, c, gamm
     beta = np.empty(K, dtype=bs.dtype)
     v = np.empty(K, dtype=bs.dtype)
     fixed = Tx == 1 and not per_frame
+    # alpha_t v_t^T summed over time: in the array's precision (vectorises) within blocks of
+    # _BLOCK frames, the blocks summed in float64 (a float32 sum over 1e6 frames drifts)
     acc = np.zeros((K, K) if fixed else (1, 1), dtype=bs.dtype)
+    tot = np.zeros((K, K) if fixed else (1, 1), dtype=np.float64)
     Atr = np.empty((K, K) if Tx == 1 else (1, 1), dtype=bs.dtype)  # A transposed
     if Tx == 1:
         for i in range(K):
@@ -633,6 +639,16 @@ def _scaled_backward_seq(b, bs, A, lengths, every, final_w, rest, alpha, c, gamm
                 for j in range(K):
                     sm += row[j] * v[j]
                 beta[i] = sm
+        # sum_i alpha_t(i) beta_t(i) is 1 in exact arithmetic; beta is scaled by the forward's
+        # normalisers, so its round-off would compound over frames (1e-4 after 1e6 float32
+        # frames): re-normalising it each frame keeps every frame's posteriors summing to 1
+        sg = 0.0
+        for i in range(K):
+            sg += alpha[t, b, i] * beta[i]
+        if sg > 0.0:
+            isg = 1.0 / sg
+            for i in range(K):
+                beta[i] *= isg
         if fixed:  # alpha_t(i) v(j) summed; times A(i, j) at the end
             for i in range(K):
                 ai = alpha[t, b, i]
@@ -640,6 +656,11 @@ def _scaled_backward_seq(b, bs, A, lengths, every, final_w, rest, alpha, c, gamm
                 if ai != 0.0:
                     for j in range(K):
                         acc[i, j] += ai * v[j]
+            if t % _BLOCK == 0:
+                for i in range(K):
+                    for j in range(K):
+                        tot[i, j] += acc[i, j]
+                        acc[i, j] = 0.0
         else:
             xt = xv[b, t if per_frame else 0]
             for i in range(K):
@@ -654,7 +675,7 @@ def _scaled_backward_seq(b, bs, A, lengths, every, final_w, rest, alpha, c, gamm
         A0 = A[ax, 0]
         for i in range(K):
             for j in range(K):
-                xv[b, 0, i, j] = acc[i, j] * A0[i, j]
+                xv[b, 0, i, j] = (tot[i, j] + acc[i, j]) * A0[i, j]
 
 
 @nb.njit(**_JIT)

@@ -31,6 +31,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from ..errors import HMMValueError
 from ._numba import load_kernels, numba_disabled
 
 BACKENDS = ("auto", "numba", "torch")
@@ -42,7 +43,7 @@ _CURRENT: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
 
 def _check_name(backend: str) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+        raise HMMValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
     return backend
 
 
@@ -54,7 +55,7 @@ def default_backend() -> str:
     env = os.environ.get("PYTORCH_HMM_BACKEND", "").strip().lower()
     if env:
         if env not in BACKENDS:
-            raise ValueError(
+            raise HMMValueError(
                 f"environment variable PYTORCH_HMM_BACKEND must be 'auto', 'numba' or 'torch', "
                 f"got {env!r}"
             )
@@ -80,14 +81,14 @@ def resolve_backend(device: torch.device, backend: Optional[str] = None) -> str:
         return "torch"
     if device.type != "cpu":
         if name == "numba":
-            raise ValueError(
+            raise HMMValueError(
                 f"backend='numba' runs on CPU tensors only, got tensors on {device}; use "
                 "backend='auto' or 'torch'"
             )
         return "torch"
     ok = load_kernels("pytorch_hmm.core._cpu_kernels") is not None
     if not ok and name == "numba":
-        raise ValueError(
+        raise HMMValueError(
             "backend='numba' needs numba installed (pip install numba) and not disabled by "
             "PYTORCH_HMM_DISABLE_NUMBA"
         )
@@ -102,7 +103,9 @@ def cpu_kernels(
         return None
     kern = load_kernels(module)
     if kern is None and (backend or default_backend()) == "numba":
-        raise ValueError(f"backend='numba': the compiled kernels of {module} could not be loaded")
+        raise HMMValueError(
+            f"backend='numba': the compiled kernels of {module} could not be loaded"
+        )
     return kern
 
 

@@ -48,6 +48,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 import torch
 
+from ..errors import HMMTypeError, HMMValueError
 from .backend import cpu_kernels, kernel_call
 from .semiring import LogSemiring, MaxSemiring
 from .transitions import (
@@ -70,12 +71,14 @@ LONG_SEQUENCE = 4096
 # closer to float64
 NORMALISE_EVERY = 4
 KERNEL_NORMALISE_EVERY = 1
+# the torch scaled backward re-normalises beta every this many frames on long float32 inputs
+RENORMALISE_EVERY = 64
 # log of the smallest emission likelihood, relative to the frame's best state, that the
 # rescaled recursion keeps (about 1e-37; see _shifted_emissions)
 EMISSION_FLOOR = math.log(torch.finfo(torch.float32).tiny) + 1.0
 
 
-class NoValidPathError(ValueError):
+class NoValidPathError(HMMValueError):
     """Raised with ``on_impossible="raise"`` when no state path can produce a sequence."""
 
 
@@ -209,15 +212,17 @@ class _Problem:
     ):
         check_float("log_emissions", log_emissions)
         if log_emissions.dim() != 3:
-            raise ValueError(
+            raise HMMValueError(
                 f"log_emissions must have shape (B, T, K) (or (B, T, E) with emission_index), "
                 f"got {shape_str(log_emissions)}"
             )
         B, T, E = log_emissions.shape
         if T == 0:
-            raise ValueError("log_emissions has T=0 frames: sequences must have at least one frame")
+            raise HMMValueError(
+                "log_emissions has T=0 frames: sequences must have at least one frame"
+            )
         if E == 0:
-            raise ValueError("log_emissions has no columns (K=0 states)")
+            raise HMMValueError("log_emissions has no columns (K=0 states)")
         dev, dt = log_emissions.device, log_emissions.dtype
         if isinstance(log_transitions, Transitions):
             trans = log_transitions
@@ -232,34 +237,34 @@ class _Problem:
         if emission_index is not None:
             ei = torch.as_tensor(emission_index)
             if ei.dtype.is_floating_point or ei.dtype == torch.bool:
-                raise TypeError(f"emission_index must be an integer tensor, got {ei.dtype}")
+                raise HMMTypeError(f"emission_index must be an integer tensor, got {ei.dtype}")
             if ei.shape not in ((K,), (B, K)):
-                raise ValueError(
+                raise HMMValueError(
                     f"emission_index must have shape (K,) or (B, K) = ({K},) or ({B}, {K}), "
                     f"got {shape_str(ei)}"
                 )
             ei = ei.to(device=dev, dtype=torch.long)
             if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= E):
-                raise ValueError(
+                raise HMMValueError(
                     f"emission_index values must lie in [0, {E}) (the columns of "
                     f"log_emissions), got values in [{int(ei.min())}, {int(ei.max())}]"
                 )
             self.eidx = ei.view(-1, K)
         elif E != K:
-            raise ValueError(
+            raise HMMValueError(
                 f"log_emissions has {E} columns but the transitions have K={K} states; pass "
                 "emission_index to map states to columns"
             )
         # transitions
         if trans.batch not in (1, B):
-            raise ValueError(
+            raise HMMValueError(
                 f"log_transitions has batch size {trans.batch}, expected 1 or B={B}: {trans!r}"
             )
         if trans.time_varying:
             want = T if carry is not None else T - 1
             if trans.steps != want:
                 what = "T (a continued chunk)" if carry is not None else "T-1"
-                raise ValueError(
+                raise HMMValueError(
                     f"time-varying log_transitions must have {what} = {want} moves along "
                     f"time (dim 1), got {trans.steps}: {trans!r}"
                 )
@@ -285,6 +290,7 @@ class _Problem:
         if dt in (torch.float32, torch.float64):
             self.kern = cpu_kernels(KERNELS, dev, backend)
         self._em = None
+        self._rel = None
 
     def emissions(self) -> torch.Tensor:
         """(B, T, K) emission scores of the states (a gathered copy with emission_index)."""
@@ -296,6 +302,25 @@ class _Problem:
                 idx = self.eidx.expand(B, self.K).unsqueeze(1).expand(B, T, self.K)
                 self._em = self.lb.gather(2, idx)
         return self._em
+
+    def frame_relative(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Time-major emission scores (T, B, K) for the torch recursions, and the per-frame
+        shift (T, B) float64 taken out of them (None for float64 problems: no shift).
+
+        Below float64 each frame's scores are taken relative to the frame's best state
+        (exact by Sterbenz's lemma where it matters), so the recursion adds small numbers
+        and the large part (|log b| ~ 1e4 for an unlikely frame) goes to the float64
+        offsets: rounding ``alpha + log b`` to float32 at 1e4 would cost ~1e-3 a frame,
+        which the posteriors accumulate."""
+        if self._rel is None:
+            em = self.emissions().transpose(0, 1)
+            if em.dtype == torch.float64:
+                self._rel = (em, None)
+            else:
+                m = em.detach().amax(-1, keepdim=True)
+                m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+                self._rel = (em - m, m.squeeze(-1).double())
+        return self._rel
 
     def eidx_np(self):
         if self.eidx is None:
@@ -316,6 +341,7 @@ class _Problem:
         q.lf = None if self.lf is None else self.lf.detach().to(d)
         q.trans = self.trans.to(d)
         q._em = None if self._em is None else self._em.detach().to(d)
+        q._rel = None
         if self.carry is not None:
             q.carry = self.carry._replace(scores=self.carry.scores.to(d))
         return q
@@ -332,6 +358,7 @@ class _Problem:
         sub.trans = self.trans.select(idx)
         sub.B = int(idx.numel())
         sub._em = None if self._em is None else self._em[idx]
+        sub._rel = None
         return sub
 
 
@@ -361,7 +388,7 @@ def _state_scores(name, x, B, K, dt, dev) -> torch.Tensor:
     check_float(name, x)
     _same(x, name, dt, dev)
     if x.shape not in ((K,), (B, K)):
-        raise ValueError(
+        raise HMMValueError(
             f"{name} must have shape (K,) or (B, K) = ({K},) or ({B}, {K}), got {shape_str(x)}"
         )
     check_no_nan(name, x)
@@ -370,26 +397,26 @@ def _state_scores(name, x, B, K, dt, dev) -> torch.Tensor:
 
 def _same(x, name, dt, dev):
     if x.dtype != dt:
-        raise TypeError(f"{name} has dtype {x.dtype} but log_emissions has {dt}; use one dtype")
+        raise HMMTypeError(f"{name} has dtype {x.dtype} but log_emissions has {dt}; use one dtype")
     if x.device != dev:
-        raise ValueError(
+        raise HMMValueError(
             f"{name} is on {x.device} but log_emissions is on {dev}; move them to one device"
         )
 
 
 def _check_carry(carry, B, K, dev):
     if not isinstance(carry, (ForwardCarry, ViterbiCarry)):
-        raise TypeError(
+        raise HMMTypeError(
             f"carry must be the .carry of a previous forward or viterbi result, got "
             f"{type(carry).__name__}"
         )
     if carry.scores.shape != (B, K):
-        raise ValueError(
+        raise HMMValueError(
             f"carry holds scores of shape {shape_str(carry.scores)}, but this chunk has "
             f"B={B} sequences of K={K} states"
         )
     if carry.scores.device != dev:
-        raise ValueError(f"carry is on {carry.scores.device} but log_emissions is on {dev}")
+        raise HMMValueError(f"carry is on {carry.scores.device} but log_emissions is on {dev}")
 
 
 def _check_stochastic(trans: Transitions, log_initial, atol):
@@ -401,7 +428,7 @@ def _check_stochastic(trans: Transitions, log_initial, atol):
             where = f"row {i[2]}" + (f" of sequence {i[0]}" if trans.batch > 1 else "")
             if trans.time_varying:
                 where += f" at move {i[1]}"
-            raise ValueError(
+            raise HMMValueError(
                 f"rows of exp(log_transitions) must sum to one: {where} sums to "
                 f"{s[tuple(i)].item():.6g}. Normalise them (e.g. log_softmax) or pass "
                 "check_stochastic=False for unnormalised scores"
@@ -409,7 +436,7 @@ def _check_stochastic(trans: Transitions, log_initial, atol):
         if log_initial is not None:
             s0 = torch.logsumexp(log_initial, dim=-1).exp()
             if ((s0 - 1).abs() > atol).any():
-                raise ValueError(
+                raise HMMValueError(
                     f"exp(log_initial) must sum to one, it sums to "
                     f"{s0.flatten()[0].item():.6g}; pass check_stochastic=False for "
                     "unnormalised scores"
@@ -434,7 +461,7 @@ def _report_impossible(score: torch.Tensor, what: str, mode: str) -> None:
 
 def _check_mode(on_impossible: str) -> str:
     if on_impossible not in ("warn", "raise", "ignore"):
-        raise ValueError(
+        raise HMMValueError(
             f"on_impossible must be 'warn', 'raise' or 'ignore', got {on_impossible!r}"
         )
     return on_impossible
@@ -564,7 +591,7 @@ def _kernel_forward(p, semiring, history, store_back, init, trans):
 
 
 def _torch_forward(p, semiring, history, store_back, init, trans):
-    em = p.emissions().transpose(0, 1)  # (T, B, K) view
+    em, shift = p.frame_relative()  # (T, B, K), scores relative to shift (T, B) float64
     T, B, K = em.shape
     dev = em.device
     L = p.lengths
@@ -607,7 +634,10 @@ def _torch_forward(p, semiring, history, store_back, init, trans):
             alphas.append(cur)
         elif ends:
             keep(t, cur)
-    offset = torch.cat(incs, -1).t().double().cumsum(0)  # (T, B)
+    offset = torch.cat(incs, -1).t().double()  # (T, B)
+    if shift is not None:
+        offset = offset + shift
+    offset = offset.cumsum(0)
     back = None
     if store_back:
         b0 = torch.full((B, K), -1, dtype=torch.long, device=dev)
@@ -639,7 +669,7 @@ def _total(final: torch.Tensor, foff: torch.Tensor, lf) -> torch.Tensor:
 def _log_backward(p: _Problem, fwd: _Pass) -> torch.Tensor:
     """Exact log beta relative to the forward offsets and log Z (T, B, K): with it
     ``exp(alpha + beta)`` are the state posteriors directly (torch, every device)."""
-    em = p.emissions().transpose(0, 1)
+    em, shift = p.frame_relative()
     T, B, K = em.shape
     trans = p.trans
     L = p.lengths
@@ -648,7 +678,7 @@ def _log_backward(p: _Problem, fwd: _Pass) -> torch.Tensor:
     zrel = torch.logsumexp(fwd.alpha[L - 1, ar] + lf, -1)
     zrel = torch.where(torch.isfinite(zrel), zrel, torch.zeros_like(zrel))
     init = lf - zrel.unsqueeze(-1)
-    inc = (fwd.offset[1:] - fwd.offset[:-1]).to(em.dtype)  # (T-1, B)
+    inc = _relative_steps(fwd.offset, shift, em.dtype)  # (T-1, B)
     betas = [init]
     nxt = init
     for t in range(T - 2, -1, -1):
@@ -657,6 +687,16 @@ def _log_backward(p: _Problem, fwd: _Pass) -> torch.Tensor:
         nxt = torch.where((t < L - 1).unsqueeze(-1), bt, init)
         betas.append(nxt)
     return torch.stack(betas[::-1])
+
+
+def _relative_steps(offset: torch.Tensor, shift: Optional[torch.Tensor], dtype) -> torch.Tensor:
+    """The forward offsets' step from frame t to t+1 (T-1, B) in ``dtype``, less frame t+1's
+    emission shift (:meth:`_Problem.frame_relative`): formed in float64, so that only a small
+    number is rounded."""
+    inc = offset[1:] - offset[:-1]
+    if shift is not None:
+        inc = inc - shift[1:]
+    return inc.to(dtype)
 
 
 def _exact_posteriors(p: _Problem, per_frame: bool):
@@ -674,12 +714,12 @@ def _exact_posteriors(p: _Problem, per_frame: bool):
     ok = torch.isfinite(logZ)
     mask = _time_mask(p.lengths, T) & ok.unsqueeze(0)
     gamma = torch.where(mask.unsqueeze(-1), (fwd.alpha + beta).exp(), 0.0)
-    em = p.emissions().transpose(0, 1)
-    inc = (fwd.offset[1:] - fwd.offset[:-1]).to(em.dtype)
+    em, shift = p.frame_relative()
+    inc = _relative_steps(fwd.offset, shift, em.dtype)
     trans = p.trans
     W = trans.width
     frames = []
-    xi = em.new_zeros(B, K, W)
+    xi = em.new_zeros(B, K, W, dtype=torch.float64)  # summed over time: float64 (see kernel)
     for t in range(T - 1):
         s = trans.successors(em[t + 1] + beta[t + 1], trans.step(t))
         s = s + fwd.alpha[t].unsqueeze(-1) - inc[t].view(B, 1, 1)
@@ -698,7 +738,11 @@ def _kernel_backward(p: _Problem, fwd: _Pass, per_frame: bool):
     src, lo = p.trans.source_band()
     W = src.shape[-1]
     gamma = p.lb.new_zeros(T, B, K)
-    xi = p.lb.new_zeros((B, max(T - 1, 0), K, W) if per_frame else (B, K, W))
+    # counts summed over time accumulate in float64 (a float32 sum over 1e6 frames drifts by
+    # ~1e-4 relative); per-frame counts are not summed and keep the input's dtype
+    xi = p.lb.new_zeros((B, max(T - 1, 0), K, W)) if per_frame else p.lb.new_zeros(
+        (B, K, W), dtype=torch.float64
+    )
     lf = p.lf if p.lf is not None else p.lb.new_zeros(B, K)
     with kernel_call(B * T * K * W, B):
         p.kern.band_backward(
@@ -845,6 +889,22 @@ def _scaled_log_z(p: _Problem, sc: _Scaled) -> torch.Tensor:
     return log_c.double().sum(0) + sc.rest.double().log()
 
 
+_SUM_BLOCK = 4096  # frames summed by one matmul before the float64 accumulation
+
+
+def _summed_outer(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``sum_t a[t, b, i] v[t, b, j]`` (B, K, K) for (T, B, K) inputs: one batched matmul per
+    block of frames, the blocks summed in float64 below float64 (one float32 reduction over
+    1e6 frames drifts by ~1e-4 relative)."""
+    if a.dtype == torch.float64 or a.shape[0] <= _SUM_BLOCK:
+        return torch.bmm(a.permute(1, 2, 0), v.transpose(0, 1))
+    tot = None
+    for s in range(0, a.shape[0], _SUM_BLOCK):
+        x = torch.bmm(a[s : s + _SUM_BLOCK].permute(1, 2, 0), v[s : s + _SUM_BLOCK].transpose(0, 1))
+        tot = x.double() if tot is None else tot + x
+    return tot.to(a.dtype)
+
+
 def _scaled_posteriors(p: _Problem, per_frame: bool):
     sc = _scaled_forward(p, history=True)
     logZ = _scaled_log_z(p, sc)
@@ -854,7 +914,10 @@ def _scaled_posteriors(p: _Problem, per_frame: bool):
     alpha, c, bs, A = sc.alpha, sc.c, sc.bs, sc.A
     if p.kern is not None:
         gamma = torch.empty_like(alpha)
-        xi = alpha.new_zeros((B, max(T - 1, 0), K, K) if per_frame else (B, K, K))
+        # summed counts accumulate in float64 (see the band kernel), per-frame ones do not
+        xi = alpha.new_zeros((B, max(T - 1, 0), K, K)) if per_frame else alpha.new_zeros(
+            (B, K, K), dtype=torch.float64
+        )
         with kernel_call(B * T * K * K, B):
             p.kern.scaled_backward(
                 _np(bs),
@@ -869,8 +932,9 @@ def _scaled_posteriors(p: _Problem, per_frame: bool):
                 xi.numpy(),
                 per_frame,
             )
-        return logZ, gamma, xi, sc.underflow
+        return logZ, gamma, xi.to(alpha.dtype), sc.underflow
     shared = A.shape[0] == 1
+    renorm = alpha.dtype != torch.float64 and T > LONG_SEQUENCE
     init = sc.fw / sc.rest.unsqueeze(-1)
     betas = [init]
     vs = []
@@ -879,6 +943,11 @@ def _scaled_posteriors(p: _Problem, per_frame: bool):
         v = bs[t + 1] * b / c[t + 1].unsqueeze(-1)
         At = A[:, t if tv else 0]
         bt = (v @ At[0].t()) if shared else torch.bmm(At, v.unsqueeze(-1)).squeeze(-1)
+        if renorm and t % RENORMALISE_EVERY == 0:
+            # sum_i alpha_t(i) beta_t(i) is 1 in exact arithmetic: the round-off that
+            # compounds in beta over a long float32 sequence is taken out (cf. the kernel)
+            sg = (alpha[t] * bt).sum(-1, keepdim=True)
+            bt = torch.where(sg > 0, bt / sg, bt)
         b = torch.where((t < L - 1).unsqueeze(-1), bt, init)
         betas.append(b)
         vs.append(v)
@@ -892,7 +961,7 @@ def _scaled_posteriors(p: _Problem, per_frame: bool):
             At = A if tv else A.expand(A.shape[0], T - 1, K, K)
             xi = alpha[:-1].transpose(0, 1).unsqueeze(-1) * At * V.transpose(0, 1).unsqueeze(-2)
         else:
-            xi = torch.bmm(alpha[:-1].permute(1, 2, 0), V.transpose(0, 1)) * A[:, 0]
+            xi = _summed_outer(alpha[:-1], V) * A[:, 0]
     else:
         xi = alpha.new_zeros((B, 0, K, K) if per_frame else (B, K, K))
     return logZ, gamma, xi, sc.underflow
@@ -1034,7 +1103,7 @@ def log_likelihood(
     values = p.trans.values
     lf = p.lf
     wants = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (log_emissions, p.lpi, values, lf)
+        t is not None and t.requires_grad for t in (p.lb, p.lpi, values, lf)
     )
     if not wants:
         with torch.no_grad():
@@ -1111,8 +1180,15 @@ def backward(
         beta_s = _log_backward(p, fwd)
         z = _total(fwd.final, fwd.final_offset, p.lf)
         _report_impossible(z, "backward", on_impossible)
-        z = torch.where(torch.isfinite(z), z, torch.zeros_like(z))
-        beta = (beta_s.double() + (z.unsqueeze(0) - fwd.offset).unsqueeze(-1)).to(dt)
+        # log Z - offset_t as (log Z relative to the last offset) + (last offset - offset_t):
+        # exact at the last frame whatever the offsets' magnitude (with +1e30 emissions the
+        # offsets are ~1e30 and their float64 difference from log Z would be ~1e14 off)
+        zs = fwd.final if p.lf is None else fwd.final + p.lf
+        zrel = torch.logsumexp(zs, -1).double()
+        zrel = torch.where(torch.isfinite(z), zrel, torch.zeros_like(zrel))
+        rest = torch.where(torch.isfinite(z), fwd.final_offset, torch.zeros_like(z))
+        shift = zrel.unsqueeze(0) + (rest.unsqueeze(0) - fwd.offset)
+        beta = (beta_s.double() + shift.unsqueeze(-1)).to(dt)
         beta = torch.where(_time_mask(p.lengths, p.T).unsqueeze(-1), beta, NEG_INF)
     return beta.transpose(0, 1)
 
@@ -1294,7 +1370,7 @@ def sample_posterior(
     Returns (num_samples, B, T) long, -1 on padded frames and for sequences with no valid path.
     """
     if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        raise HMMValueError(f"num_samples must be >= 1, got {num_samples}")
     p = _problem(locals())
     B, T, K = p.B, p.T, p.K
     dev = p.lb.device

@@ -26,6 +26,7 @@ from typing import List, NamedTuple, Optional, Tuple
 import numpy as np
 import torch
 
+from ..errors import HMMValueError
 from .backend import cpu_kernels
 
 KERNELS = "pytorch_hmm.core._cpu_kernels"
@@ -154,7 +155,7 @@ class OnlineViterbi:
         backend: Optional[str] = None,
     ) -> None:
         if max_delay is not None and int(max_delay) < 1:
-            raise ValueError(f"max_delay must be >= 1 frame or None, got {max_delay}")
+            raise HMMValueError(f"max_delay must be >= 1 frame or None, got {max_delay}")
         self.B, self.K = int(num_streams), int(num_states)
         self.max_delay = None if max_delay is None else int(max_delay)
         kern = cpu_kernels(KERNELS, torch.device("cpu"), backend)
@@ -237,7 +238,7 @@ class OnlineViterbi:
     def load_state(self, st: dict) -> None:
         pend = st["pend"].numpy().astype(np.int64)
         if pend.shape[0] != self.B or pend.shape[2] != self.K:
-            raise ValueError(
+            raise HMMValueError(
                 f"saved stream state is for {pend.shape[0]} streams of {pend.shape[2]} states, "
                 f"this decoder has {self.B} and {self.K}"
             )

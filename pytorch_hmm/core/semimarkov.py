@@ -45,6 +45,7 @@ from typing import List, NamedTuple, Optional
 
 import torch
 
+from ..errors import HMMValueError
 from .backend import cpu_kernels, kernel_call
 from .inference import KERNELS, _check_mode, _eager, _report_impossible, _same, _state_scores
 from .validation import check_float, check_lengths, check_no_nan, shape_str
@@ -109,21 +110,23 @@ class _SemiProblem:
     ):
         check_float("log_emissions", log_emissions)
         if log_emissions.dim() != 3:
-            raise ValueError(
+            raise HMMValueError(
                 f"log_emissions must have shape (B, T, K), got {shape_str(log_emissions)}"
             )
         B, T, K = log_emissions.shape
         if T == 0:
-            raise ValueError("log_emissions has T=0 frames: sequences must have at least one frame")
+            raise HMMValueError(
+                "log_emissions has T=0 frames: sequences must have at least one frame"
+            )
         if K == 0:
-            raise ValueError("log_emissions has no columns (K=0 states)")
+            raise HMMValueError("log_emissions has no columns (K=0 states)")
         dev, dt = log_emissions.device, log_emissions.dtype
         check_no_nan("log_emissions", log_emissions)
         self.lpi = _state_scores("log_initial", log_initial, B, K, dt, dev)
         check_float("log_transitions", log_transitions)
         _same(log_transitions, "log_transitions", dt, dev)
         if log_transitions.shape not in ((K, K), (B, K, K)):
-            raise ValueError(
+            raise HMMValueError(
                 f"log_transitions must have shape (K, K) or (B, K, K) = ({K}, {K}) or "
                 f"({B}, {K}, {K}), got {shape_str(log_transitions)}"
             )
@@ -135,12 +138,12 @@ class _SemiProblem:
             or log_durations.shape[-2] != K
             or (log_durations.dim() == 3 and log_durations.shape[0] != B)
         ):
-            raise ValueError(
+            raise HMMValueError(
                 f"log_durations must have shape (K, max_duration) or (B, K, max_duration) with "
                 f"K={K}, B={B}, got {shape_str(log_durations)}"
             )
         if log_durations.shape[-1] < 1:
-            raise ValueError("log_durations has max_duration=0 columns: durations start at 1")
+            raise HMMValueError("log_durations has max_duration=0 columns: durations start at 1")
         check_no_nan("log_durations", log_durations)
         self.lf = (
             None if log_final is None else _state_scores("log_final", log_final, B, K, dt, dev)

@@ -23,6 +23,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from ..errors import HMMTypeError, HMMValueError
+
 NEG_INF = float("-inf")
 
 
@@ -49,9 +51,9 @@ class Transitions:
 
     def __init__(self, kind: str, values: torch.Tensor, lo: int = 0, time_varying: bool = False):
         if kind not in ("dense", "banded"):
-            raise ValueError(f"kind must be 'dense' or 'banded', got {kind!r}")
+            raise HMMValueError(f"kind must be 'dense' or 'banded', got {kind!r}")
         if values.dim() != 4:
-            raise ValueError(f"values must be 4-D (Bx, Tx, K, K|W), got {_shape(values)}")
+            raise HMMValueError(f"values must be 4-D (Bx, Tx, K, K|W), got {_shape(values)}")
         self.kind = kind
         self.values = values
         self.lo = int(lo) if kind == "banded" else -(values.shape[-1] - 1)
@@ -65,9 +67,9 @@ class Transitions:
     def dense(cls, log_A: torch.Tensor) -> Transitions:
         """``log_A`` (K, K), (B, K, K) or time-varying (1|B, T-1, K, K)."""
         if not isinstance(log_A, torch.Tensor):
-            raise TypeError(f"log_A must be a torch.Tensor, got {type(log_A).__name__}")
+            raise HMMTypeError(f"log_A must be a torch.Tensor, got {type(log_A).__name__}")
         if log_A.dim() not in (2, 3, 4) or log_A.shape[-1] != log_A.shape[-2]:
-            raise ValueError(
+            raise HMMValueError(
                 "dense log_transitions must have shape (K, K), (B, K, K) or time-varying "
                 f"(B, T-1, K, K), got {_shape(log_A)}"
             )
@@ -82,16 +84,16 @@ class Transitions:
         ``values[..., i, d] = log p(i -> i + lo + d)``. Entries whose destination lies outside
         ``[0, K)`` are ignored (set to -inf)."""
         if not isinstance(values, torch.Tensor):
-            raise TypeError(f"band values must be a torch.Tensor, got {type(values).__name__}")
+            raise HMMTypeError(f"band values must be a torch.Tensor, got {type(values).__name__}")
         if values.dim() not in (2, 3, 4):
-            raise ValueError(
+            raise HMMValueError(
                 "banded log_transitions must have shape (K, W), (B, K, W) or time-varying "
                 f"(B, T-1, K, W), got {_shape(values)}"
             )
         lo = int(lo)
         K, W = values.shape[-2], values.shape[-1]
         if W < 1 or lo > 0 or lo + W - 1 < 0:
-            raise ValueError(
+            raise HMMValueError(
                 f"the band's offsets lo={lo} .. hi={lo + W - 1} must include 0 (W={W} slots)"
             )
         tv = values.dim() == 4
@@ -275,7 +277,7 @@ def make_transitions(log_transitions, topology: str = "auto") -> Transitions:
     ``"auto"`` (banded when the band covers at most half of the states and K >= 4).
     """
     if topology not in ("auto", "dense", "banded"):
-        raise ValueError(f"topology must be 'auto', 'dense' or 'banded', got {topology!r}")
+        raise HMMValueError(f"topology must be 'auto', 'dense' or 'banded', got {topology!r}")
     if isinstance(log_transitions, Transitions):
         return log_transitions
     dense = Transitions.dense(log_transitions)

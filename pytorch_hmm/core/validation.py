@@ -10,6 +10,8 @@ from typing import Optional
 
 import torch
 
+from ..errors import HMMTypeError, HMMValueError
+
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
@@ -22,9 +24,9 @@ shape_str = _shape
 
 def check_float(name: str, x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise HMMTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+        raise HMMTypeError(f"{name} must be float32 or float64, got {x.dtype}")
 
 
 def check_no_nan(name: str, x: torch.Tensor) -> None:
@@ -34,10 +36,10 @@ def check_no_nan(name: str, x: torch.Tensor) -> None:
         return
     if torch.isnan(x).any():
         idx = torch.nonzero(torch.isnan(x))[0].tolist()
-        raise ValueError(f"{name} contains NaN (first at index {tuple(idx)})")
+        raise HMMValueError(f"{name} contains NaN (first at index {tuple(idx)})")
     if torch.isposinf(x).any():
         idx = torch.nonzero(torch.isposinf(x))[0].tolist()
-        raise ValueError(
+        raise HMMValueError(
             f"{name} contains +inf (first at index {tuple(idx)}); log-probabilities "
             "must be finite or -inf"
         )
@@ -66,9 +68,11 @@ def check_lengths(
     if not isinstance(lengths, torch.Tensor):
         lengths = torch.as_tensor(lengths)
     if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor, got {lengths.dtype}")
+        raise HMMTypeError(f"{name} must be an integer tensor, got {lengths.dtype}")
     if lengths.shape != (B,):
-        raise ValueError(f"{name} must have shape ({B},) (one per sequence), got {_shape(lengths)}")
+        raise HMMValueError(
+            f"{name} must have shape ({B},) (one per sequence), got {_shape(lengths)}"
+        )
     lengths = lengths.to(device=device if device is not None else lengths.device, dtype=torch.long)
     if B > 0:
         lo, hi = int(lengths.min()), int(lengths.max())
@@ -80,5 +84,7 @@ def check_lengths(
                 extra = " (empty sequences have no likelihood)"
             elif hi > max_len:
                 extra = f" (the padded length is {max_len})"
-            raise ValueError(f"{name} must lie in [{min_value}, {max_len}]{why}, got {got}{extra}")
+            raise HMMValueError(
+                f"{name} must lie in [{min_value}, {max_len}]{why}, got {got}{extra}"
+            )
     return lengths

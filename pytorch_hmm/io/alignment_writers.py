@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..errors import HMMValueError
 from .labels import PathLike, write_lab
 from .textgrid import write_textgrid
 
@@ -63,5 +64,5 @@ def write_alignment_textgrid(path: PathLike, alignment: Any, *, states: bool = F
 def write_alignment_lab(path: PathLike, alignment: Any, *, tier: str = "phones") -> None:
     """HTK/HTS ``.lab`` (100 ns units) of the ``phones``, ``words`` or ``states`` tier."""
     if tier not in TIERS:
-        raise ValueError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
+        raise HMMValueError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
     write_lab(path, getattr(alignment, tier))

@@ -15,6 +15,8 @@ from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..errors import HMMTypeError, HMMValueError
+
 __all__ = [
     "HTK_TIME_UNIT",
     "Segment",
@@ -50,7 +52,7 @@ def parse_full_context(label: str) -> str:
     monophone label such as ``"pau"``) is returned unchanged, less any ``[k]`` state suffix.
     """
     if not isinstance(label, str):
-        raise TypeError(f"label must be a str, got {type(label).__name__}")
+        raise HMMTypeError(f"label must be a str, got {type(label).__name__}")
     m = _FULL_CONTEXT.match(label)
     if m is not None:
         return m.group(1)
@@ -92,7 +94,7 @@ def read_lab(
             if not parts:
                 continue
             if len(parts) < 3:
-                raise ValueError(
+                raise HMMValueError(
                     f"{os.fspath(path)}:{lineno}: expected 'start end label', got {line.strip()!r}"
                 )
             try:
@@ -103,11 +105,11 @@ def read_lab(
                     start = float(parts[0]) / per_second
                     end = float(parts[1]) / per_second
                 except ValueError as err:
-                    raise ValueError(
+                    raise HMMValueError(
                         f"{os.fspath(path)}:{lineno}: times must be numbers, got {line.strip()!r}"
                     ) from err
             if end < start:
-                raise ValueError(
+                raise HMMValueError(
                     f"{os.fspath(path)}:{lineno}: end ({parts[1]}) is before start ({parts[0]})"
                 )
             label = parts[2]
@@ -119,11 +121,11 @@ def _as_segments(segments: Iterable[SegmentLike], name: str = "segments") -> Lis
     out: List[Segment] = []
     for i, seg in enumerate(segments):
         if len(seg) != 3:
-            raise ValueError(f"{name}[{i}] must be (start, end, label), got {seg!r}")
+            raise HMMValueError(f"{name}[{i}] must be (start, end, label), got {seg!r}")
         start, end, label = seg
         start, end = float(start), float(end)
         if end < start:
-            raise ValueError(f"{name}[{i}]: end {end} is before start {start}")
+            raise HMMValueError(f"{name}[{i}]: end {end} is before start {start}")
         out.append(Segment(start, end, str(label)))
     return out
 
@@ -143,7 +145,9 @@ def write_lab(
     lines = []
     for i, s in enumerate(segs):
         if not s.label or any(c.isspace() for c in s.label):
-            raise ValueError(f"segments[{i}].label must be non-empty without spaces: {s.label!r}")
+            raise HMMValueError(
+                f"segments[{i}].label must be non-empty without spaces: {s.label!r}"
+            )
         lines.append(f"{round(s.start / time_unit)} {round(s.end / time_unit)} {s.label}\n")
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(lines)
@@ -172,10 +176,12 @@ def segments_to_durations(
         tensor ``(K,)`` when ``n_states == 1`` else ``(K, n_states)``.
     """
     if frame_shift <= 0:
-        raise ValueError(f"frame_shift must be > 0, got {frame_shift}")
+        raise HMMValueError(f"frame_shift must be > 0, got {frame_shift}")
     segs = _as_segments(segments)
     if len(segs) % n_states != 0:
-        raise ValueError(f"len(segments) = {len(segs)} is not a multiple of n_states = {n_states}")
+        raise HMMValueError(
+            f"len(segments) = {len(segs)} is not a multiple of n_states = {n_states}"
+        )
     bounds = np.array([segs[0].start] + [s.end for s in segs]) if segs else np.zeros(1)
     frames = np.rint(bounds / frame_shift).astype(np.int64)
     dur = torch.from_numpy(np.diff(frames))
@@ -221,6 +227,6 @@ def segments_to_frame_labels(
     out = np.full(n_frames, -1, dtype=np.int64)
     for i, s in enumerate(segs):
         if s.label not in index:
-            raise ValueError(f"segments[{i}].label {s.label!r} is not in vocabulary")
+            raise HMMValueError(f"segments[{i}].label {s.label!r} is not in vocabulary")
         out[(centres >= s.start) & (centres < s.end)] = index[s.label]
     return torch.from_numpy(out), vocab

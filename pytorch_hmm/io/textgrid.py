@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from ..errors import HMMValueError
 from .labels import PathLike, Segment, SegmentLike, _as_segments
 
 __all__ = ["read_textgrid", "write_textgrid"]
@@ -42,7 +43,7 @@ def read_textgrid(
         tg = tg_mod.openTextgrid(str(path), includeEmptyIntervals=include_empty)
     except (IndexError, KeyError, ValueError, UnicodeDecodeError) as e:
         # praatio fails deep inside its parser on empty, header-only or truncated files
-        raise ValueError(
+        raise HMMValueError(
             f"{path}: not a readable TextGrid (empty, header only or truncated?): "
             f"{type(e).__name__}: {e}"
         ) from e
@@ -55,7 +56,7 @@ def read_textgrid(
         tier = tg.getTier(name)
         if tier.tierType != "IntervalTier":
             if tiers is not None:
-                raise ValueError(f"tier {name!r} is a {tier.tierType}, not an interval tier")
+                raise HMMValueError(f"tier {name!r} is a {tier.tierType}, not an interval tier")
             continue
         out[name] = [
             Segment(float(e.start), float(e.end), e.label)
@@ -87,13 +88,13 @@ def write_textgrid(
     from praatio.data_classes.interval_tier import IntervalTier
 
     if not tiers:
-        raise ValueError("tiers must hold at least one tier")
+        raise HMMValueError("tiers must hold at least one tier")
     segs = {name: _as_segments(ivs, f"tiers[{name!r}]") for name, ivs in tiers.items()}
     latest = max((s.end for ivs in segs.values() for s in ivs), default=xmin)
     if xmax is None:
         xmax = latest
     if xmax < latest:
-        raise ValueError(f"xmax = {xmax} is before the latest interval end {latest}")
+        raise HMMValueError(f"xmax = {xmax} is before the latest interval end {latest}")
     tg = tg_mod.Textgrid(minTimestamp=xmin, maxTimestamp=xmax)
     for name, ivs in segs.items():
         entries = [(s.start, s.end, s.label) for s in ivs]

@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 import torch
 
 from ..core.validation import check_lengths as _check_lengths
+from ..errors import HMMTypeError, HMMValueError
 
 
 def as_tensor(x, name: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
@@ -16,7 +17,7 @@ def as_tensor(x, name: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor
         try:
             t = torch.as_tensor(x)
         except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from err
+            raise HMMTypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from err
     if dtype is not None:
         t = t.to(dtype)
     return t
@@ -51,16 +52,16 @@ def batch_pair(
     unbatched = r.dim() == base
     for t, n in ((r, names[0]), (h, names[1])):
         if t.dim() not in (base, base + 1) or t.dim() != r.dim():
-            raise ValueError(f"{n} must have shape {shape_txt}, got {tuple(t.shape)}")
+            raise HMMValueError(f"{n} must have shape {shape_txt}, got {tuple(t.shape)}")
     if unbatched:
         r, h = r.unsqueeze(0), h.unsqueeze(0)
     if r.shape[0] != h.shape[0]:
-        raise ValueError(
+        raise HMMValueError(
             f"{names[0]} and {names[1]} must have the same batch size, got {tuple(r.shape)} and "
             f"{tuple(h.shape)}"
         )
     if feature_dim and r.shape[-1] != h.shape[-1]:
-        raise ValueError(
+        raise HMMValueError(
             f"{names[0]} and {names[1]} must have the same feature dimension, got "
             f"{tuple(r.shape)} and {tuple(h.shape)}"
         )
@@ -68,7 +69,7 @@ def batch_pair(
     rl = check_lengths(ref_lengths, B, r.shape[1], f"{names[0]}_lengths", r.device)
     if hyp_lengths is None:
         if ref_lengths is None and r.shape[1] != h.shape[1] and not allow_length_mismatch:
-            raise ValueError(
+            raise HMMValueError(
                 f"{names[0]} has {r.shape[1]} frames but {names[1]} has {h.shape[1]} "
                 f"(shapes {tuple(r.shape)} and {tuple(h.shape)}); give lengths, or align first"
             )
@@ -77,14 +78,14 @@ def batch_pair(
         else:
             hl = rl
             if B and int(hl.max()) > h.shape[1]:
-                raise ValueError(
+                raise HMMValueError(
                     f"{names[1]} has {h.shape[1]} frames, fewer than "
                     f"{names[0]}_lengths max {int(hl.max())}"
                 )
     else:
         hl = check_lengths(hyp_lengths, B, h.shape[1], f"{names[1]}_lengths", r.device)
     if not allow_length_mismatch and not torch.equal(rl, hl):
-        raise ValueError(
+        raise HMMValueError(
             f"{names[0]} and {names[1]} lengths differ ({rl.tolist()} vs {hl.tolist()}); "
             "the frames must correspond one to one (or use DTW where offered)"
         )

@@ -7,6 +7,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..errors import HMMTypeError, HMMValueError
 from ._common import batch_pair, frame_mask
 
 __all__ = [
@@ -104,7 +105,7 @@ def boundary_times(
         return np.asarray(times, dtype=np.float64), [str(s[2]) for s in segs]
     arr = np.asarray(segmentation, dtype=np.float64)
     if arr.ndim != 1:
-        raise ValueError(
+        raise HMMValueError(
             "a segmentation must be a list of (start, end, label) or a 1-D array of boundary "
             f"times, got an array of shape {arr.shape}"
         )
@@ -123,7 +124,7 @@ def _utterances(x) -> List:
         if all(isinstance(v, (int, float, np.floating, np.integer)) for v in x):
             return [x]
         return list(x)
-    raise TypeError(f"expected segments or boundary times, got {type(x).__name__}")
+    raise HMMTypeError(f"expected segments or boundary times, got {type(x).__name__}")
 
 
 def boundary_accuracy(
@@ -154,7 +155,9 @@ def boundary_accuracy(
     """
     refs, hyps = _utterances(reference), _utterances(hypothesis)
     if len(refs) != len(hyps):
-        raise ValueError(f"reference has {len(refs)} utterance(s) but hypothesis has {len(hyps)}")
+        raise HMMValueError(
+            f"reference has {len(refs)} utterance(s) but hypothesis has {len(hyps)}"
+        )
     errors = []
     for u, (r, h) in enumerate(zip(refs, hyps)):
         rt, rlab = boundary_times(r, include_edges=include_edges)
@@ -163,12 +166,12 @@ def boundary_accuracy(
             diff = next(
                 (i for i, (a, b) in enumerate(zip(rlab, hlab)) if a != b), min(len(rlab), len(hlab))
             )
-            raise ValueError(
+            raise HMMValueError(
                 f"utterance {u}: reference and hypothesis label sequences differ (lengths "
                 f"{len(rlab)} and {len(hlab)}, first difference at segment {diff})"
             )
         if rt.shape != ht.shape:
-            raise ValueError(
+            raise HMMValueError(
                 f"utterance {u}: reference has {rt.shape[0]} boundaries but hypothesis has "
                 f"{ht.shape[0]}"
             )

@@ -11,6 +11,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..errors import HMMValueError
+
 __all__ = ["DTWResult", "dtw"]
 
 _ALIGNER = None
@@ -51,8 +53,8 @@ def dtw(cost: np.ndarray) -> DTWResult:
     """
     cost = np.asarray(cost, dtype=np.float64)
     if cost.ndim != 2 or cost.shape[0] == 0 or cost.shape[1] == 0:
-        raise ValueError(f"cost must have shape (N, M) with N, M >= 1, got {cost.shape}")
+        raise HMMValueError(f"cost must have shape (N, M) with N, M >= 1, got {cost.shape}")
     if not np.isfinite(cost).all():
-        raise ValueError("cost contains NaN or inf")
+        raise HMMValueError("cost contains NaN or inf")
     res = _aligner().align_cost(torch.from_numpy(np.ascontiguousarray(cost)))
     return DTWResult(float(res.cost), res.path.numpy().astype(np.int64, copy=False))

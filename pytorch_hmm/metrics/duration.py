@@ -7,6 +7,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from ..errors import HMMValueError
 from ._common import batch_pair, frame_mask
 
 __all__ = ["DurationMetrics", "duration_metrics"]
@@ -65,11 +66,11 @@ def duration_metrics(
         tolerance, tolerance_unit: see above.
     """
     if tolerance_unit not in _UNITS:
-        raise ValueError(f"tolerance_unit must be one of {_UNITS}, got {tolerance_unit!r}")
+        raise HMMValueError(f"tolerance_unit must be one of {_UNITS}, got {tolerance_unit!r}")
     if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        raise HMMValueError(f"tolerance must be >= 0, got {tolerance}")
     if frame_shift_ms <= 0:
-        raise ValueError(f"frame_shift_ms must be > 0, got {frame_shift_ms}")
+        raise HMMValueError(f"frame_shift_ms must be > 0, got {frame_shift_ms}")
     r, h, n, _, _ = batch_pair(ref, hyp, lengths, None, feature_dim=False)
     valid = frame_mask(n, r.shape[1])
     err = torch.where(valid, h - r, torch.zeros_like(r))

@@ -7,6 +7,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from ..errors import HMMValueError
 from ._common import as_tensor, batch_pair, frame_mask
 
 __all__ = ["F0Metrics", "f0_metrics"]
@@ -41,13 +42,13 @@ def _voicing(f0: torch.Tensor, voiced, name: str) -> torch.Tensor:
     if v.dim() == f0.dim() - 1:
         v = v.unsqueeze(0)
     if v.shape != f0.shape:
-        raise ValueError(
+        raise HMMValueError(
             f"{name} must have the shape of its F0 {tuple(f0.shape)}, got {tuple(v.shape)}"
         )
     v = v.bool()
     bad = v & ~(torch.isfinite(f0) & (f0 > 0))
     if bool(bad.any()):
-        raise ValueError(f"{name} marks frames voiced whose F0 is not a positive number")
+        raise HMMValueError(f"{name} marks frames voiced whose F0 is not a positive number")
     return v
 
 

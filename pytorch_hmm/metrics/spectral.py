@@ -7,6 +7,7 @@ from typing import List, NamedTuple, Optional
 
 import torch
 
+from ..errors import HMMValueError
 from ._common import batch_pair, frame_mask
 from .dtw import dtw
 
@@ -74,7 +75,7 @@ def mel_cepstral_distortion(
     )
     d0 = 1 if exclude_c0 else 0
     if r.shape[-1] <= d0:
-        raise ValueError(
+        raise HMMValueError(
             f"ref has {r.shape[-1]} coefficient(s); with exclude_c0 at least 2 are needed"
         )
     r, h = r[..., d0:], h[..., d0:]
@@ -92,7 +93,7 @@ def mel_cepstral_distortion(
         x, y = r[b, : int(rl[b])], h[b, : int(hl[b])]
         if x.shape[0] == 0 or y.shape[0] == 0:
             if x.shape[0] != y.shape[0]:
-                raise ValueError(f"utterance {b}: one sequence is empty and the other is not")
+                raise HMMValueError(f"utterance {b}: one sequence is empty and the other is not")
             mcds.append(0.0)
             counts.append(0)
             totals.append(0.0)

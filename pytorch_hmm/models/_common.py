@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from ..errors import HMMValueError
+
 __all__ = ["COVARIANCE_TYPES", "check_count", "check_covariance_type", "check_min_covar"]
 
 #: Covariance types the Gaussian models, their statistics and M-steps support.
@@ -16,7 +18,7 @@ def check_covariance_type(value: object, name: str = "covariance_type", note: st
     naming the argument, the value and the allowed values (``note`` is appended, e.g. why)."""
     if value not in COVARIANCE_TYPES:
         allowed = ", ".join(repr(c) for c in COVARIANCE_TYPES)
-        raise ValueError(
+        raise HMMValueError(
             f"{name} must be one of {allowed}, got {value!r}" + (f" ({note})" if note else "")
         )
     return value
@@ -32,7 +34,7 @@ def check_count(name: str, value: object, minimum: int = 1) -> int:
         except (TypeError, ValueError, OverflowError):
             ok = False
     if not ok or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise HMMValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -42,7 +44,9 @@ def check_min_covar(value: object, name: str = "min_covar") -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
+        raise HMMValueError(f"{name} must be a number >= 0, got {value!r}") from None
     if isinstance(value, bool) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 (a variance floor), got {value!r}")
+        raise HMMValueError(
+            f"{name} must be a finite number >= 0 (a variance floor), got {value!r}"
+        )
     return v

@@ -13,6 +13,7 @@ from torch import nn
 
 from .. import core
 from ..core.validation import check_lengths
+from ..errors import HMMTypeError, HMMValueError
 from ._common import check_count
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
@@ -22,12 +23,12 @@ def _as_probs(name: str, p: ArrayLike, shape: Tuple[int, ...]) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(p, dtype=np.float64) if not isinstance(p, torch.Tensor) else p)
     t = t.to(torch.float64)
     if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+        raise HMMValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
     if (t < 0).any() or not torch.isfinite(t).all():
-        raise ValueError(f"{name} must hold finite probabilities >= 0")
+        raise HMMValueError(f"{name} must hold finite probabilities >= 0")
     s = t.sum(-1)
     if not torch.allclose(s, torch.ones_like(s), atol=1e-6):
-        raise ValueError(f"{name} rows must sum to one, got sums {s.flatten()[:5].tolist()}")
+        raise HMMValueError(f"{name} rows must sum to one, got sums {s.flatten()[:5].tolist()}")
     return t
 
 
@@ -115,29 +116,29 @@ class BaseHMM(nn.Module):
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(np.asarray(x), dtype=p.dtype)
         if not x.dtype.is_floating_point:
-            raise TypeError(f"x must hold floating-point features, got {x.dtype}")
+            raise HMMTypeError(f"x must hold floating-point features, got {x.dtype}")
         x = x.to(device=p.device, dtype=p.dtype)
         if x.dim() == 2:
             x = x.unsqueeze(0)
         if x.dim() != 3:
-            raise ValueError(f"x must have shape (T, D) or (B, T, D), got {tuple(x.shape)}")
+            raise HMMValueError(f"x must have shape (T, D) or (B, T, D), got {tuple(x.shape)}")
         self._check_features(x)
         B, T = x.shape[:2]
         if T == 0:
-            raise ValueError("x has no frames (T=0): sequences must have at least one frame")
+            raise HMMValueError("x has no frames (T=0): sequences must have at least one frame")
         lengths = check_lengths(lengths, B, T, x.device)
         if not bool((lengths < T).any()):  # no padding: one reduction finds any NaN
             if not torch.isfinite(x.sum()):
                 for what, bad in (("NaN", torch.isnan(x)), ("inf", torch.isinf(x))):
                     if bad.any():
                         b, t = torch.nonzero(bad.any(-1))[0].tolist()
-                        raise ValueError(f"x contains {what} (sequence {b}, frame {t})")
+                        raise HMMValueError(f"x contains {what} (sequence {b}, frame {t})")
             return x, lengths
         mask = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
         bad = torch.isnan(x).any(-1) & mask
         if bad.any():
             b, t = torch.nonzero(bad)[0].tolist()
-            raise ValueError(f"x contains NaN (sequence {b}, frame {t})")
+            raise HMMValueError(f"x contains NaN (sequence {b}, frame {t})")
         # padding may hold anything (NaN included): replace it so it cannot poison a matmul
         x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
         return x, lengths
@@ -195,7 +196,7 @@ class BaseHMM(nn.Module):
     ) -> torch.Tensor:
         """Draw state paths (num_sequences, n_frames) from the Markov chain's prior."""
         if n_frames < 1:
-            raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+            raise HMMValueError(f"n_frames must be >= 1, got {n_frames}")
         p0 = self.startprob.double()
         A = self.transmat.double()
         z = torch.empty(num_sequences, n_frames, dtype=torch.long)
@@ -448,7 +449,7 @@ class HMMPyTorch(BaseHMM):
             else transition_matrix
         )
         if tm.dim() != 2 or tm.shape[0] != tm.shape[1]:
-            raise ValueError(
+            raise HMMValueError(
                 f"transition_matrix must be a square (K, K) matrix, got {tuple(tm.shape)}"
             )
         K = tm.shape[0]
@@ -465,7 +466,7 @@ class HMMPyTorch(BaseHMM):
         if x.dim() == 2:
             x = x.unsqueeze(0)
         if x.dim() != 3 or x.shape[-1] != self.num_states:
-            raise ValueError(
+            raise HMMValueError(
                 f"log_emissions must have shape (B, T, K) or (T, K) with K={self.num_states}, "
                 f"got {tuple(x.shape)}"
             )

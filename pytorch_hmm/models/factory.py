@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import HMMTypeError, HMMValueError
 from .gaussian import GaussianHMM
 from .mixture import MixtureGaussianHMM
 
@@ -16,9 +17,9 @@ def left_to_right_probs(num_states: int, self_loop: float = 0.6):
     state stays with ``self_loop`` or moves to the next, the last one stays."""
     K = int(num_states)
     if K < 1:
-        raise ValueError(f"num_states must be >= 1, got {num_states}")
+        raise HMMValueError(f"num_states must be >= 1, got {num_states}")
     if not 0.0 < self_loop < 1.0:
-        raise ValueError(f"self_loop must be in (0, 1), got {self_loop}")
+        raise HMMValueError(f"self_loop must be in (0, 1), got {self_loop}")
     start = np.zeros(K)
     start[0] = 1.0
     A = np.zeros((K, K))
@@ -80,16 +81,16 @@ def create_speech_hmm(
     """
     mt = "mixture_gaussian" if model_type == "mixture" else model_type
     if mt not in MODEL_TYPES:
-        raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+        raise HMMValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
     if topology not in ("left_to_right", "ergodic"):
-        raise ValueError(f"topology must be 'left_to_right' or 'ergodic', got {topology!r}")
+        raise HMMValueError(f"topology must be 'left_to_right' or 'ergodic', got {topology!r}")
     from ..streaming.processor import StreamingHMMProcessor
 
     if mt == "neural":
         from .neural import NeuralHMM
 
         if topology != "left_to_right":
-            raise ValueError("model_type='neural' is left-to-right over its symbols only")
+            raise HMMValueError("model_type='neural' is left-to-right over its symbols only")
         num_symbols = kwargs.pop("num_symbols", num_states)
         return NeuralHMM(num_symbols, feature_dim, dtype=dtype, **kwargs)
     if mt == "hsmm":
@@ -99,7 +100,7 @@ def create_speech_hmm(
                    "min_covar"}  # fmt: skip
         bad = sorted(set(kwargs) - allowed)
         if bad:
-            raise TypeError(
+            raise HMMTypeError(
                 f"unexpected options for model_type='hsmm': {bad}; allowed: {sorted(allowed)}"
             )
         return HSMM(
@@ -130,13 +131,15 @@ def create_speech_hmm(
         )
     if mt == "gaussian":
         if kwargs:
-            raise TypeError(f"unexpected options for model_type='gaussian': {sorted(kwargs)}")
+            raise HMMTypeError(f"unexpected options for model_type='gaussian': {sorted(kwargs)}")
         return GaussianHMM(
             num_states, feature_dim, covariance_type, startprob=start, transmat=A, dtype=dtype
         )
     m = kwargs.pop("num_mixtures", 2)
     if kwargs:
-        raise TypeError(f"unexpected options for model_type='mixture_gaussian': {sorted(kwargs)}")
+        raise HMMTypeError(
+            f"unexpected options for model_type='mixture_gaussian': {sorted(kwargs)}"
+        )
     return MixtureGaussianHMM(
         num_states,
         feature_dim,

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import HMMValueError
 from ._common import (  # noqa: F401 (COVARIANCE_TYPES re-exported)
     COVARIANCE_TYPES,
     check_covariance_type,
@@ -96,7 +97,7 @@ def state_durations(model, duration: Union[int, ArrayLike]) -> torch.Tensor:
     if isinstance(duration, (int, np.integer)):
         total = int(duration)
         if total < K:
-            raise ValueError(f"duration={total} frames is shorter than the {K} states")
+            raise HMMValueError(f"duration={total} frames is shorter than the {K} states")
         stay = torch.diagonal(model.transmat.double()).clamp(max=1 - 1e-6)
         expected = 1.0 / (1.0 - stay)
         d = torch.floor(expected / expected.sum() * total).long().clamp(min=1)
@@ -114,7 +115,7 @@ def state_durations(model, duration: Union[int, ArrayLike]) -> torch.Tensor:
         or (d < 0).any()
         or int(d.sum()) < 1
     ):
-        raise ValueError(
+        raise HMMValueError(
             f"duration must be an int or (K,) = ({K},) non-negative whole frame "
             f"counts with a positive sum, got {tuple(d.shape)}"
         )
@@ -168,7 +169,7 @@ class GaussianHMM(BaseHMM):
     ) -> None:
         check_covariance_type(covariance_type)
         if int(feature_dim) < 1:
-            raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
+            raise HMMValueError(f"feature_dim must be >= 1, got {feature_dim}")
         super().__init__(num_states, startprob, transmat, dtype=dtype)
         K, D = self.num_states, int(feature_dim)
         self.feature_dim = D
@@ -188,12 +189,12 @@ class GaussianHMM(BaseHMM):
     def set_means(self, means: ArrayLike) -> None:
         m = torch.as_tensor(np.asarray(means) if not isinstance(means, torch.Tensor) else means)
         if tuple(m.shape) != (self.num_states, self.feature_dim):
-            raise ValueError(
+            raise HMMValueError(
                 f"means must have shape (K, D) = ({self.num_states}, "
                 f"{self.feature_dim}), got {tuple(m.shape)}"
             )
         if not torch.isfinite(m).all():
-            raise ValueError("means must be finite")
+            raise HMMValueError("means must be finite")
         with torch.no_grad():
             self.means.copy_(m.to(self.means))
 
@@ -204,33 +205,33 @@ class GaussianHMM(BaseHMM):
         K, D = self.num_states, self.feature_dim
         if self.covariance_type == "diag":
             if tuple(c.shape) != (K, D):
-                raise ValueError(
+                raise HMMValueError(
                     f"covars for 'diag' must have shape (K, D) = ({K}, {D}), got {tuple(c.shape)}"
                 )
             if not ((c > 0) & torch.isfinite(c)).all():
-                raise ValueError("covars must be positive and finite")
+                raise HMMValueError("covars must be positive and finite")
             with torch.no_grad():
                 self.log_covars.copy_(c.log().to(self.log_covars))
         else:
             if tuple(c.shape) != (K, D, D):
-                raise ValueError(
+                raise HMMValueError(
                     f"covars for 'full' must have shape (K, D, D) = ({K}, {D}, {D})"
                     f", got {tuple(c.shape)}"
                 )
             if not torch.isfinite(c).all():
-                raise ValueError("covars must be finite")
+                raise HMMValueError("covars must be finite")
             asym = (c - c.transpose(-1, -2)).abs().amax(dim=(-1, -2))
             scale = c.abs().amax(dim=(-1, -2)).clamp(min=1e-300)
             if (asym > 1e-6 * scale).any():
                 k = int(torch.nonzero(asym > 1e-6 * scale)[0])
-                raise ValueError(
+                raise HMMValueError(
                     f"covars[{k}] is not symmetric (largest |C - C^T| {float(asym[k]):.3g}); "
                     "only symmetric positive definite matrices are covariances"
                 )
             L, info = torch.linalg.cholesky_ex(c)
             if (info != 0).any():
                 k = int(torch.nonzero(info)[0])
-                raise ValueError(f"covars[{k}] is not symmetric positive definite")
+                raise HMMValueError(f"covars[{k}] is not symmetric positive definite")
             raw = L.clone()
             idx = torch.arange(D)
             raw[:, idx, idx] = torch.diagonal(L, dim1=-2, dim2=-1).log()
@@ -253,7 +254,7 @@ class GaussianHMM(BaseHMM):
     # -- emissions --------------------------------------------------------------------------
     def _check_features(self, x: torch.Tensor) -> None:
         if x.shape[-1] != self.feature_dim:
-            raise ValueError(
+            raise HMMValueError(
                 f"x must have feature_dim={self.feature_dim} features in its last "
                 f"axis, got shape {tuple(x.shape)}"
             )
@@ -338,11 +339,11 @@ class GaussianHMM(BaseHMM):
         from ..training.kmeans import kmeans
 
         if frames is None:
-            raise ValueError("initialising means or covariances needs frames")
+            raise HMMValueError("initialising means or covariances needs frames")
         frames = frames.to(self.means)
         if "m" in init_params:
             if frames.shape[0] < self.num_states:
-                raise ValueError(
+                raise HMMValueError(
                     f"x has {frames.shape[0]} frames, fewer than num_states={self.num_states}: "
                     "k-means initialisation needs at least one frame per state"
                 )

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .. import core
+from ..errors import HMMValueError
 from ..training.stats import GaussianStats, _Stats, markov_m_step
 from ._common import check_count, check_min_covar
 from .base import ArrayLike
@@ -44,9 +45,9 @@ def _probs(name: str, p: ArrayLike, shape: Tuple[int, ...], rows_may_be_zero: bo
     t = torch.as_tensor(p if isinstance(p, torch.Tensor) else np.asarray(p, dtype=np.float64))
     t = t.detach().to(torch.float64).cpu()
     if tuple(t.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+        raise HMMValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
     if not torch.isfinite(t).all() or (t < 0).any():
-        raise ValueError(f"{name} must hold finite probabilities >= 0")
+        raise HMMValueError(f"{name} must hold finite probabilities >= 0")
     s = t.sum(-1)
     ok = (s - 1).abs() <= 1e-6
     if rows_may_be_zero:
@@ -55,7 +56,7 @@ def _probs(name: str, p: ArrayLike, shape: Tuple[int, ...], rows_may_be_zero: bo
         what = (
             "sum to one (or zero: a state with no successor)" if rows_may_be_zero else "sum to one"
         )
-        raise ValueError(f"{name} rows must {what}, got sums {s.flatten()[:5].tolist()}")
+        raise HMMValueError(f"{name} rows must {what}, got sums {s.flatten()[:5].tolist()}")
     return t
 
 
@@ -110,7 +111,7 @@ class HSMM(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(max_duration, bool) or int(max_duration) != max_duration or max_duration < 1:
-            raise ValueError(f"max_duration must be an integer >= 1, got {max_duration!r}")
+            raise HMMValueError(f"max_duration must be an integer >= 1, got {max_duration!r}")
         check_count("num_states", num_states)
         check_count("feature_dim", feature_dim)
         check_min_covar(min_covar)
@@ -120,7 +121,7 @@ class HSMM(nn.Module):
             ("topology", topology, TOPOLOGIES),
         ):
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+                raise HMMValueError(f"{name} must be one of {allowed}, got {value!r}")
         K = self.num_states = int(num_states)
         Dm = self.max_duration = int(max_duration)
         self.feature_dim = int(feature_dim)
@@ -204,7 +205,7 @@ class HSMM(nn.Module):
         """Start probabilities (K,); only states the topology allows may be non-zero."""
         p = _probs("startprob", startprob, (self.num_states,))
         if bool(((p > 0) & ~self.start_mask.cpu()).any()):
-            raise ValueError(
+            raise HMMValueError(
                 f"startprob is non-zero where the {self.topology} topology forbids a start"
             )
         self._set_start(p)
@@ -215,9 +216,11 @@ class HSMM(nn.Module):
         K = self.num_states
         p = _probs("transmat", transmat, (K, K), rows_may_be_zero=True)
         if bool((torch.diagonal(p) > 0).any()):
-            raise ValueError("transmat must have a zero diagonal: a state's stay is its duration")
+            raise HMMValueError(
+                "transmat must have a zero diagonal: a state's stay is its duration"
+            )
         if bool(((p > 0) & ~self.trans_mask.cpu()).any()):
-            raise ValueError(
+            raise HMMValueError(
                 f"transmat is non-zero where the {self.topology} topology forbids a move"
             )
         self._set_trans(p)
@@ -618,12 +621,12 @@ class HSMM(nn.Module):
         state of a left-to-right model) or ``n_frames`` frames are filled (the last segment is
         then cut short). An ergodic model needs ``n_frames``."""
         if n_frames is None and self.topology != "left_to_right":
-            raise ValueError("sample: an ergodic HSMM never ends by itself; pass n_frames")
+            raise HMMValueError("sample: an ergodic HSMM never ends by itself; pass n_frames")
         if n_frames is not None and int(n_frames) < 1:
-            raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+            raise HMMValueError(f"n_frames must be >= 1, got {n_frames}")
         N = int(num_sequences)
         if N < 1:
-            raise ValueError(f"num_sequences must be >= 1, got {num_sequences}")
+            raise HMMValueError(f"num_sequences must be >= 1, got {num_sequences}")
         p0 = self.startprob.double().cpu()
         A = self.transmat.double().cpu()
         P = self.durations.double().cpu()
@@ -693,13 +696,13 @@ class HSMM(nn.Module):
                 durations if isinstance(durations, torch.Tensor) else np.asarray(durations)
             )
             if d.shape != (K,) or d.dtype.is_floating_point and not bool((d == d.round()).all()):
-                raise ValueError(
+                raise HMMValueError(
                     f"durations must be (K,) = ({K},) whole frame counts, got shape "
                     f"{tuple(d.shape)}"
                 )
             d = d.long()
             if (d < 0).any() or int(d.sum()) < 1:
-                raise ValueError("durations must be >= 0 with a positive sum")
+                raise HMMValueError("durations must be >= 0 with a positive sum")
         return self.emission.generate_sequence(d, windows=windows)
 
     def extra_repr(self) -> str:

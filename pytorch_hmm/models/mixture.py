@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import HMMValueError
 from ._common import check_covariance_type, check_min_covar
 from .base import ArrayLike, BaseHMM
 from .gaussian import (
@@ -67,13 +68,13 @@ class MixtureGaussianHMM(BaseHMM):
     ) -> None:
         check_covariance_type(covariance_type)
         if covariance_center not in COVARIANCE_CENTERS:
-            raise ValueError(
+            raise HMMValueError(
                 f"covariance_center must be one of {COVARIANCE_CENTERS}, got {covariance_center!r}"
             )
         if int(feature_dim) < 1:
-            raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
+            raise HMMValueError(f"feature_dim must be >= 1, got {feature_dim}")
         if int(num_mixtures) < 1:
-            raise ValueError(f"num_mixtures must be >= 1, got {num_mixtures}")
+            raise HMMValueError(f"num_mixtures must be >= 1, got {num_mixtures}")
         super().__init__(num_states, startprob, transmat, dtype=dtype)
         K, M, D = self.num_states, int(num_mixtures), int(feature_dim)
         self.feature_dim, self.num_mixtures = D, M
@@ -99,11 +100,13 @@ class MixtureGaussianHMM(BaseHMM):
         w = _tensor(weights).to(torch.float64)
         K, M = self.num_states, self.num_mixtures
         if tuple(w.shape) != (K, M):
-            raise ValueError(f"weights must have shape (K, M) = ({K}, {M}), got {tuple(w.shape)}")
+            raise HMMValueError(
+                f"weights must have shape (K, M) = ({K}, {M}), got {tuple(w.shape)}"
+            )
         if not torch.isfinite(w).all() or (w < 0).any():
-            raise ValueError("weights must be finite and >= 0")
+            raise HMMValueError("weights must be finite and >= 0")
         if not torch.allclose(w.sum(-1), torch.ones(K, dtype=w.dtype), atol=1e-6):
-            raise ValueError("weights rows must sum to one")
+            raise HMMValueError("weights rows must sum to one")
         with torch.no_grad():
             self.weight_logits.copy_(
                 w.clamp(min=1e-300).log().clamp(min=-1e4).to(self.weight_logits)
@@ -113,9 +116,9 @@ class MixtureGaussianHMM(BaseHMM):
         m = _tensor(means)
         shape = (self.num_states, self.num_mixtures, self.feature_dim)
         if tuple(m.shape) != shape:
-            raise ValueError(f"means must have shape (K, M, D) = {shape}, got {tuple(m.shape)}")
+            raise HMMValueError(f"means must have shape (K, M, D) = {shape}, got {tuple(m.shape)}")
         if not torch.isfinite(m).all():
-            raise ValueError("means must be finite")
+            raise HMMValueError("means must be finite")
         with torch.no_grad():
             self.means.copy_(m.to(self.means))
 
@@ -125,24 +128,24 @@ class MixtureGaussianHMM(BaseHMM):
         K, M, D = self.num_states, self.num_mixtures, self.feature_dim
         if self.covariance_type == "diag":
             if tuple(c.shape) != (K, M, D):
-                raise ValueError(
+                raise HMMValueError(
                     f"covars for 'diag' must have shape (K, M, D) = ({K}, {M}, {D}), "
                     f"got {tuple(c.shape)}"
                 )
             if not (c > 0).all():
-                raise ValueError("covars must be positive")
+                raise HMMValueError("covars must be positive")
             with torch.no_grad():
                 self.log_covars.copy_(c.log().to(self.log_covars))
             return
         if tuple(c.shape) != (K, M, D, D):
-            raise ValueError(
+            raise HMMValueError(
                 f"covars for 'full' must have shape (K, M, D, D) = ({K}, {M}, {D}, {D}), "
                 f"got {tuple(c.shape)}"
             )
         L, info = torch.linalg.cholesky_ex(c)
         if (info != 0).any():
             k, m = torch.nonzero(info)[0].tolist()
-            raise ValueError(f"covars[{k}, {m}] is not symmetric positive definite")
+            raise HMMValueError(f"covars[{k}, {m}] is not symmetric positive definite")
         raw = L.clone()
         idx = torch.arange(D)
         raw[..., idx, idx] = torch.diagonal(L, dim1=-2, dim2=-1).log()
@@ -172,7 +175,7 @@ class MixtureGaussianHMM(BaseHMM):
     # -- emissions --------------------------------------------------------------------------
     def _check_features(self, x: torch.Tensor) -> None:
         if x.shape[-1] != self.feature_dim:
-            raise ValueError(
+            raise HMMValueError(
                 f"x must have feature_dim={self.feature_dim} features in its last "
                 f"axis, got shape {tuple(x.shape)}"
             )
@@ -255,11 +258,11 @@ class MixtureGaussianHMM(BaseHMM):
         from ..training.kmeans import kmeans
 
         if frames is None:
-            raise ValueError("initialising means or covariances needs frames")
+            raise HMMValueError("initialising means or covariances needs frames")
         f = frames.double()
         if "m" in init_params:
             if f.shape[0] < K:
-                raise ValueError(
+                raise HMMValueError(
                     f"x has {f.shape[0]} frames, fewer than num_states={K}: "
                     "k-means initialisation needs at least one frame per state"
                 )

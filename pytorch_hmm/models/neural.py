@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 from .. import core
 from ..core.transitions import Transitions
 from ..core.validation import check_lengths
+from ..errors import HMMTypeError, HMMValueError
 
 ENCODERS = ("conv", "lstm", "transformer")
 LOG_2PI = math.log(2 * math.pi)
@@ -92,7 +93,7 @@ class _Encoder(nn.Module):
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=N)
             return self.out(out) * mask
         if N > self.max_len:
-            raise ValueError(f"the transformer encoder reads at most {self.max_len} symbols")
+            raise HMMValueError(f"the transformer encoder reads at most {self.max_len} symbols")
         h = h + self.pos[:N]
         return self.tf(h, src_key_padding_mask=~mask.squeeze(-1)) * mask
 
@@ -147,11 +148,11 @@ class NeuralHMM(nn.Module):
             ("chunk_frames", chunk_frames),
         ):
             if isinstance(v, bool) or int(v) != v or int(v) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+                raise HMMValueError(f"{name} must be an integer >= 1, got {v!r}")
         if encoder not in ENCODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+            raise HMMValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
         if not variance_floor > 0:
-            raise ValueError(f"variance_floor must be > 0, got {variance_floor}")
+            raise HMMValueError(f"variance_floor must be > 0, got {variance_floor}")
         H, D = int(hidden_dim), int(feature_dim)
         self.num_symbols, self.feature_dim = int(num_symbols), D
         self.states_per_phone = int(states_per_phone)
@@ -181,18 +182,20 @@ class NeuralHMM(nn.Module):
         if symbols.dim() == 1:
             symbols = symbols.unsqueeze(0)
         if symbols.dim() != 2:
-            raise ValueError(f"symbols must have shape (B, N) or (N,), got {tuple(symbols.shape)}")
+            raise HMMValueError(
+                f"symbols must have shape (B, N) or (N,), got {tuple(symbols.shape)}"
+            )
         if symbols.dtype.is_floating_point or symbols.dtype == torch.bool:
-            raise TypeError(f"symbols must hold integer ids, got {symbols.dtype}")
+            raise HMMTypeError(f"symbols must hold integer ids, got {symbols.dtype}")
         B, N = symbols.shape
         if N == 0:
-            raise ValueError("symbols is empty (N=0): every utterance needs at least one symbol")
+            raise HMMValueError("symbols is empty (N=0): every utterance needs at least one symbol")
         sl = check_lengths(symbol_lengths, B, N, dev, name="symbol_lengths")
         real = torch.arange(N, device=dev).unsqueeze(0) < sl.unsqueeze(1)
         bad = real & ((symbols < 0) | (symbols >= self.num_symbols))
         if bool(bad.any()):
             b, n = torch.nonzero(bad)[0].tolist()
-            raise ValueError(
+            raise HMMValueError(
                 f"symbols[{b}, {n}] = {int(symbols[b, n])} is outside [0, {self.num_symbols}) "
                 f"(num_symbols={self.num_symbols})"
             )
@@ -204,18 +207,18 @@ class NeuralHMM(nn.Module):
         if x.dim() == 2:
             x = x.unsqueeze(0)
         if x.dim() != 3 or x.shape[0] != B or x.shape[2] != self.feature_dim:
-            raise ValueError(
+            raise HMMValueError(
                 f"x must have shape (B, T, D) = ({B}, T, {self.feature_dim}), got {tuple(x.shape)}"
             )
         if x.shape[1] == 0:
-            raise ValueError("x has no frames (T=0)")
+            raise HMMValueError("x has no frames (T=0)")
         x = x.to(w.dtype)
         L = check_lengths(lengths, B, x.shape[1], w.device)
         mask = torch.arange(x.shape[1], device=w.device).unsqueeze(0) < L.unsqueeze(1)
         bad = ~torch.isfinite(x).all(-1) & mask
         if bool(bad.any()):
             b, t = torch.nonzero(bad)[0].tolist()
-            raise ValueError(f"x contains NaN or inf (utterance {b}, frame {t})")
+            raise HMMValueError(f"x contains NaN or inf (utterance {b}, frame {t})")
         return torch.where(
             mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device)
         ), L
@@ -336,7 +339,7 @@ class NeuralHMM(nn.Module):
         L = check_lengths(lengths, ll.shape[0], torch.as_tensor(x).shape[-2], ll.device)
         ok = torch.isfinite(ll)
         if not bool(ok.any()):
-            raise ValueError("loss: no utterance in the batch has a path (all too short)")
+            raise HMMValueError("loss: no utterance in the batch has a path (all too short)")
         return -ll[ok].sum() / L[ok].sum().to(ll.dtype)
 
     # -- alignment ----------------------------------------------------------------------------
@@ -386,11 +389,11 @@ class NeuralHMM(nn.Module):
         with standard deviation scaled by ``temperature``. ``max_frames`` caps the output
         (default 50 frames per state). The networks run in eval mode."""
         if duration not in ("quantile", "sample"):
-            raise ValueError(f"duration must be 'quantile' or 'sample', got {duration!r}")
+            raise HMMValueError(f"duration must be 'quantile' or 'sample', got {duration!r}")
         if not 0.0 < quantile < 1.0:
-            raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+            raise HMMValueError(f"quantile must be in (0, 1), got {quantile}")
         if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+            raise HMMValueError(f"temperature must be >= 0, got {temperature}")
         was = self.training
         self.eval()
         try:

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
+from ..errors import HMMTypeError, HMMValueError
+
 __all__ = ["DurationModel", "DurationPrediction"]
 
 _BOS, _EOS = "<s>", "</s>"
@@ -79,19 +81,19 @@ class DurationModel:
         min_duration: int = 1,
     ) -> None:
         if n_states < 1:
-            raise ValueError(f"n_states must be >= 1, got {n_states}")
+            raise HMMValueError(f"n_states must be >= 1, got {n_states}")
         if distribution not in ("gaussian", "lognormal"):
-            raise ValueError(
+            raise HMMValueError(
                 f"distribution must be 'gaussian' or 'lognormal', got {distribution!r}"
             )
         if context not in ("none", "triphone"):
-            raise ValueError(f"context must be 'none' or 'triphone', got {context!r}")
+            raise HMMValueError(f"context must be 'none' or 'triphone', got {context!r}")
         if min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {min_count}")
+            raise HMMValueError(f"min_count must be >= 1, got {min_count}")
         if variance_floor <= 0:
-            raise ValueError(f"variance_floor must be > 0, got {variance_floor}")
+            raise HMMValueError(f"variance_floor must be > 0, got {variance_floor}")
         if min_duration < 0:
-            raise ValueError(f"min_duration must be >= 0, got {min_duration}")
+            raise HMMValueError(f"min_duration must be >= 0, got {min_duration}")
         self.n_states = n_states
         self.distribution = distribution
         self.context = context
@@ -115,12 +117,12 @@ class DurationModel:
         if self.n_states == 1 and t.dim() == 2 and t.shape[1] == 1:
             t = t[:, 0]
         if tuple(t.shape) != want:
-            raise ValueError(
+            raise HMMValueError(
                 f"durations[{i}] must have shape {want} for {n_phones} phones and n_states="
                 f"{self.n_states}, got {tuple(t.shape)}"
             )
         if bool((t < 0).any()) or not bool(torch.isfinite(t).all()):
-            raise ValueError(f"durations[{i}] must be finite and >= 0")
+            raise HMMValueError(f"durations[{i}] must be finite and >= 0")
         return t.reshape(n_phones, self.n_states)
 
     def _transform(self, d: torch.Tensor) -> torch.Tensor:
@@ -142,7 +144,7 @@ class DurationModel:
             ``self``.
         """
         if len(phone_sequences) != len(durations):
-            raise ValueError(
+            raise HMMValueError(
                 f"got {len(phone_sequences)} phone sequences but {len(durations)} duration arrays"
             )
         stats: Dict[str, _Stats] = {}
@@ -159,7 +161,7 @@ class DurationModel:
         n_tokens = 0
         for i, (phones, d) in enumerate(zip(phone_sequences, durations)):
             if isinstance(phones, str):
-                raise TypeError(f"phone_sequences[{i}] must be a sequence of labels, not a str")
+                raise HMMTypeError(f"phone_sequences[{i}] must be a sequence of labels, not a str")
             phones = list(phones)
             x = self._transform(self._as_durations(d, len(phones), i))
             for k, p in enumerate(phones):
@@ -169,7 +171,7 @@ class DurationModel:
                     add(self._triphone(phones, k), x[k])
                 n_tokens += 1
         if n_tokens == 0:
-            raise ValueError("no training phones given")
+            raise HMMValueError("no training phones given")
         g = stats["*"]
         g_mean = g.total / g.count
         g_var = (g.total_sq / g.count - g_mean**2).clamp(min=0)
@@ -265,11 +267,11 @@ class DurationModel:
             ``round(sum of continuous durations)`` unless ``min_duration`` lifts short ones).
         """
         if isinstance(phones, str):
-            raise TypeError("phones must be a sequence of labels, not a str")
+            raise HMMTypeError("phones must be a sequence of labels, not a str")
         mean, var, units = self.unit_parameters(phones)
         if total_frames is not None:
             if total_frames <= 0:
-                raise ValueError(f"total_frames must be > 0, got {total_frames}")
+                raise HMMValueError(f"total_frames must be > 0, got {total_frames}")
             rho = self._solve_rho(mean, var, float(total_frames)) if units else 0.0
         cont = self._continuous(mean, var, rho).clamp(min=0)
         dur = self._round(cont)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..core.validation import check_lengths
+from ..errors import HMMTypeError, HMMValueError
 
 __all__ = [
     "Features",
@@ -78,7 +79,7 @@ def load_audio(
 
     data, rate = sf.read(os.fspath(path), dtype="float64", always_2d=True)  # (N, C)
     if sample_rate is not None and int(rate) != int(sample_rate):
-        raise ValueError(
+        raise HMMValueError(
             f"{os.fspath(path)} is sampled at {rate} Hz but sample_rate={sample_rate} was "
             "expected; resample it first (e.g. librosa.resample)"
         )
@@ -134,23 +135,23 @@ def _prepare_waveform(
     waveform: torch.Tensor, lengths: Optional[torch.Tensor]
 ) -> Tuple[torch.Tensor, torch.Tensor, bool]:
     if not isinstance(waveform, torch.Tensor):
-        raise TypeError(f"waveform must be a torch.Tensor, got {type(waveform).__name__}")
+        raise HMMTypeError(f"waveform must be a torch.Tensor, got {type(waveform).__name__}")
     if not waveform.is_floating_point():
-        raise TypeError(f"waveform must be a floating-point tensor, got {waveform.dtype}")
+        raise HMMTypeError(f"waveform must be a floating-point tensor, got {waveform.dtype}")
     unbatched = waveform.dim() == 1
     if unbatched:
         waveform = waveform.unsqueeze(0)
     if waveform.dim() != 2:
-        raise ValueError(f"waveform must have shape (B, N) or (N,), got {tuple(waveform.shape)}")
+        raise HMMValueError(f"waveform must have shape (B, N) or (N,), got {tuple(waveform.shape)}")
     B, N = waveform.shape
     lengths = check_lengths(lengths, B, N, waveform.device, min_value=0, what="samples")
     if N == 0 or (B and int(lengths.min()) <= 0):
-        raise ValueError(
+        raise HMMValueError(
             f"waveform is empty (shape {tuple(waveform.shape)}, lengths {lengths.tolist()}); "
             "every signal needs at least one sample"
         )
     if not bool(torch.isfinite(waveform).all()):
-        raise ValueError("waveform contains NaN or inf")
+        raise HMMValueError("waveform contains NaN or inf")
     # zero the padding so a padded item sees the same zeros as librosa's constant padding
     mask = torch.arange(N, device=waveform.device)[None] < lengths[:, None]
     return waveform * mask.to(waveform.dtype), lengths, unbatched
@@ -213,19 +214,19 @@ class LogMelSpectrogram(nn.Module):
     ) -> None:
         super().__init__()
         if sample_rate <= 0:
-            raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+            raise HMMValueError(f"sample_rate must be > 0, got {sample_rate}")
         win_length = n_fft if win_length is None else win_length
         if not 0 < win_length <= n_fft:
-            raise ValueError(f"win_length must be in [1, n_fft={n_fft}], got {win_length}")
+            raise HMMValueError(f"win_length must be in [1, n_fft={n_fft}], got {win_length}")
         if hop_length <= 0:
-            raise ValueError(f"hop_length must be > 0, got {hop_length}")
+            raise HMMValueError(f"hop_length must be > 0, got {hop_length}")
         if log not in ("db", "ln"):
-            raise ValueError(f"log must be 'db' or 'ln', got {log!r}")
+            raise HMMValueError(f"log must be 'db' or 'ln', got {log!r}")
         if pad_mode not in ("constant", "reflect"):
-            raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
+            raise HMMValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
         fmax = sample_rate / 2.0 if fmax is None else float(fmax)
         if not 0 <= fmin < fmax <= sample_rate / 2.0:
-            raise ValueError(
+            raise HMMValueError(
                 f"need 0 <= fmin < fmax <= sample_rate/2 = {sample_rate / 2}, got fmin={fmin}, "
                 f"fmax={fmax}"
             )
@@ -240,7 +241,7 @@ class LogMelSpectrogram(nn.Module):
 
     def _check_rate(self, sample_rate: Optional[int]) -> None:
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
-            raise ValueError(
+            raise HMMValueError(
                 f"sample_rate={sample_rate} does not match this front end's "
                 f"sample_rate={self.sample_rate}; resample the audio or build a new front end"
             )
@@ -272,7 +273,7 @@ class LogMelSpectrogram(nn.Module):
         mel = torch.einsum("mf,bft->btm", self.mel_basis.to(device=wav.device, dtype=dtype), pw)
         n_frames = frame_lengths(lengths, self.n_fft, self.hop_length, center)
         if not center and int(n_frames.min()) == 0:
-            raise ValueError(
+            raise HMMValueError(
                 f"a signal is shorter than n_fft={self.n_fft} samples (lengths "
                 f"{lengths.tolist()}) and center=False"
             )
@@ -285,7 +286,7 @@ class LogMelSpectrogram(nn.Module):
         out = out - 10.0 * float(np.log10(max(self.amin, self.ref)))
         if self.top_db is not None:
             if self.top_db < 0:
-                raise ValueError(f"top_db must be >= 0, got {self.top_db}")
+                raise HMMValueError(f"top_db must be >= 0, got {self.top_db}")
             floor = _masked_max(out, valid) - self.top_db
             out = torch.maximum(out, floor[:, None, None])
         return out
@@ -341,15 +342,15 @@ class MFCC(nn.Module):
         super().__init__()
         mel_kwargs.setdefault("n_mels", 40)
         if mel_kwargs.get("log", "db") != "db":
-            raise ValueError("MFCC uses the dB log-mel spectrogram (log='db')")
+            raise HMMValueError("MFCC uses the dB log-mel spectrogram (log='db')")
         self.melspec = LogMelSpectrogram(sample_rate, **mel_kwargs)
         n_mels = self.melspec.n_mels
         if not 0 < n_mfcc <= n_mels:
-            raise ValueError(f"n_mfcc must be in [1, n_mels={n_mels}], got {n_mfcc}")
+            raise HMMValueError(f"n_mfcc must be in [1, n_mels={n_mels}], got {n_mfcc}")
         if lifter < 0:
-            raise ValueError(f"lifter must be >= 0, got {lifter}")
+            raise HMMValueError(f"lifter must be >= 0, got {lifter}")
         if delta_order not in (0, 1, 2):
-            raise ValueError(f"delta_order must be 0, 1 or 2, got {delta_order}")
+            raise HMMValueError(f"delta_order must be 0, 1 or 2, got {delta_order}")
         self.sample_rate = self.melspec.sample_rate
         self.n_mfcc, self.lifter, self.cmvn = n_mfcc, float(lifter), cmvn
         self.cmvn_variance, self.delta_order, self.delta_width = (
@@ -419,12 +420,12 @@ def _device_of(x) -> torch.device:
 
 def _batched(x: torch.Tensor, lengths: Optional[torch.Tensor], name: str = "features"):
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise HMMTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     unbatched = x.dim() == 2
     if unbatched:
         x = x.unsqueeze(0)
     if x.dim() != 3:
-        raise ValueError(f"{name} must have shape (B, T, F) or (T, F), got {tuple(x.shape)}")
+        raise HMMValueError(f"{name} must have shape (B, T, F) or (T, F), got {tuple(x.shape)}")
     B, T, _ = x.shape
     if lengths is not None and not isinstance(lengths, torch.Tensor):
         lengths = torch.as_tensor(lengths).reshape(-1)
@@ -447,7 +448,7 @@ def deltas(
         deltas with the shape of ``features`` (zero past ``lengths``).
     """
     if width < 1:
-        raise ValueError(f"width must be >= 1, got {width}")
+        raise HMMValueError(f"width must be >= 1, got {width}")
     x, n, unbatched = _batched(features, lengths)
     B, T, F = x.shape
     if T == 0:
@@ -479,7 +480,7 @@ def add_deltas(
     Returns ``(B, T, F * (1 + order))`` (or ``(T, ...)``): ``[c | delta c | delta-delta c]``.
     """
     if order not in (0, 1, 2):
-        raise ValueError(f"order must be 0, 1 or 2, got {order}")
+        raise HMMValueError(f"order must be 0, 1 or 2, got {order}")
     parts = [features]
     for _ in range(order):
         parts.append(deltas(parts[-1], lengths, width=width))

@@ -22,6 +22,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 
 from ..core.validation import check_lengths
+from ..errors import HMMTypeError, HMMValueError
 
 __all__ = [
     "DELTA_WINDOWS",
@@ -50,7 +51,7 @@ def _parse_windows(
 ) -> Tuple[torch.Tensor, List[Tuple[int, int]], int]:
     """Windows -> coefficient table ``(M, 2L+1)`` over offsets ``-L..L``, extents, ``L``."""
     if windows is None or len(windows) == 0:
-        raise ValueError("windows must hold at least one window (the static window)")
+        raise HMMValueError("windows must hold at least one window (the static window)")
     specs: List[Tuple[int, int, List[float]]] = []
     for i, w in enumerate(windows):
         if (
@@ -62,14 +63,14 @@ def _parse_windows(
         ):
             left, right, coeffs = int(w[0]), int(w[1]), [float(c) for c in w[2]]
             if left < 0 or right < 0 or len(coeffs) != left + right + 1:
-                raise ValueError(
+                raise HMMValueError(
                     f"windows[{i}] = (left={left}, right={right}, coefficients of length "
                     f"{len(coeffs)}): expected left, right >= 0 and left + right + 1 coefficients"
                 )
         else:
             coeffs = [float(c) for c in torch.as_tensor(w, dtype=torch.float64).reshape(-1)]
             if len(coeffs) % 2 != 1:
-                raise ValueError(
+                raise HMMValueError(
                     f"windows[{i}] has {len(coeffs)} coefficients; a centred window needs an odd "
                     "number (or give (left, right, coefficients))"
                 )
@@ -123,7 +124,7 @@ def _banded_cholesky_solve(band: torch.Tensor, rhs: torch.Tensor) -> torch.Tenso
         rows.append(row)
     # one check (one device sync) for the whole factorisation
     if T and bool((torch.stack(pivots).detach() <= 0).any()):
-        raise ValueError(
+        raise HMMValueError(
             "the precision matrix is not positive definite; check for zero, negative or "
             "non-finite static variances"
         )
@@ -183,23 +184,25 @@ def mlpg(
             an unknown ``boundary``, or a precision matrix that is not positive definite.
     """
     if not isinstance(means, torch.Tensor):
-        raise TypeError(f"means must be a torch.Tensor, got {type(means).__name__}")
+        raise HMMTypeError(f"means must be a torch.Tensor, got {type(means).__name__}")
     if boundary not in _BOUNDARIES:
-        raise ValueError(f"boundary must be one of {_BOUNDARIES}, got {boundary!r}")
+        raise HMMValueError(f"boundary must be one of {_BOUNDARIES}, got {boundary!r}")
     if not means.is_floating_point():
-        raise TypeError(f"means must be a floating-point tensor, got {means.dtype}")
+        raise HMMTypeError(f"means must be a floating-point tensor, got {means.dtype}")
     unbatched = means.dim() == 2
     if unbatched:
         means = means.unsqueeze(0)
     if means.dim() != 3:
-        raise ValueError(f"means must have shape (B, T, M*D) or (T, M*D), got {tuple(means.shape)}")
+        raise HMMValueError(
+            f"means must have shape (B, T, M*D) or (T, M*D), got {tuple(means.shape)}"
+        )
     variances = torch.as_tensor(variances, dtype=means.dtype, device=means.device)
     if unbatched and variances.dim() == 2:
         variances = variances.unsqueeze(0)
     try:
         variances = torch.broadcast_to(variances, means.shape)
     except RuntimeError as err:
-        raise ValueError(
+        raise HMMValueError(
             f"variances of shape {tuple(variances.shape)} do not broadcast to means' shape "
             f"{tuple(means.shape)}"
         ) from err
@@ -207,7 +210,7 @@ def mlpg(
     coef, extents, half = _parse_windows(windows, means.dtype, means.device)
     M = coef.shape[0]
     if F % M != 0:
-        raise ValueError(
+        raise HMMValueError(
             f"means' last dimension {F} is not a multiple of the number of windows {M} "
             "(expected M*D columns)"
         )
@@ -252,9 +255,9 @@ def mlpg(
     if bool((safe_var[:, :, 0][mask4[:, :, 0]] <= 0).any()) or bool(
         (~torch.isfinite(safe_var[:, :, 0][mask4[:, :, 0]])).any()
     ):
-        raise ValueError("static variances (the first D columns) must be finite and > 0")
+        raise HMMValueError("static variances (the first D columns) must be finite and > 0")
     if bool((safe_var < 0).any()):
-        raise ValueError("variances must be >= 0")
+        raise HMMValueError("variances must be >= 0")
     prec = torch.where(mask4, 1.0 / safe_var, torch.zeros_like(var4))
     mu4 = torch.where(mask4, mu4, torch.zeros_like(mu4))
 
@@ -308,15 +311,15 @@ class GeneratedSequence(NamedTuple):
 def _check_durations(durations: torch.Tensor, shape: Tuple[int, ...], name: str) -> torch.Tensor:
     durations = torch.as_tensor(durations)
     if tuple(durations.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(durations.shape)}")
+        raise HMMValueError(f"{name} must have shape {tuple(shape)}, got {tuple(durations.shape)}")
     if durations.is_floating_point():
         if bool((durations != torch.round(durations)).any()):
-            raise ValueError(f"{name} must be whole numbers of frames")
+            raise HMMValueError(f"{name} must be whole numbers of frames")
     elif durations.dtype == torch.bool or durations.is_complex():
-        raise TypeError(f"{name} must be an integer tensor, got {durations.dtype}")
+        raise HMMTypeError(f"{name} must be an integer tensor, got {durations.dtype}")
     durations = durations.long()
     if durations.numel() and int(durations.min()) < 0:
-        raise ValueError(f"{name} must be >= 0, got min {int(durations.min())}")
+        raise HMMValueError(f"{name} must be >= 0, got min {int(durations.min())}")
     return durations
 
 
@@ -338,13 +341,15 @@ def expand_by_durations(
         input gives ``(T, F)`` and a 0-dim ``lengths``.
     """
     if not isinstance(values, torch.Tensor):
-        raise TypeError(f"values must be a torch.Tensor, got {type(values).__name__}")
+        raise HMMTypeError(f"values must be a torch.Tensor, got {type(values).__name__}")
     unbatched = values.dim() == 2
     if unbatched:
         values = values.unsqueeze(0)
         durations = torch.as_tensor(durations).unsqueeze(0)
     if values.dim() != 3:
-        raise ValueError(f"values must have shape (B, K, F) or (K, F), got {tuple(values.shape)}")
+        raise HMMValueError(
+            f"values must have shape (B, K, F) or (K, F), got {tuple(values.shape)}"
+        )
     B, K, F = values.shape
     durations = _check_durations(durations, (B, K), "durations").to(values.device)
     n_states = _check_lengths(lengths, B, K, "lengths", values.device)
@@ -388,14 +393,14 @@ def generate_from_states(
         frame-level ``means``/``variances``); unbatched input gives unbatched output.
     """
     if not isinstance(state_means, torch.Tensor):
-        raise TypeError(f"state_means must be a torch.Tensor, got {type(state_means).__name__}")
+        raise HMMTypeError(f"state_means must be a torch.Tensor, got {type(state_means).__name__}")
     state_variances = torch.as_tensor(
         state_variances, dtype=state_means.dtype, device=state_means.device
     )
     if state_variances.dim() == 1:
         state_variances = state_variances.expand(state_means.shape)
     if state_variances.shape != state_means.shape:
-        raise ValueError(
+        raise HMMValueError(
             f"state_variances must have shape {tuple(state_means.shape)} (as state_means) or "
             f"({state_means.shape[-1]},), got {tuple(state_variances.shape)}"
         )

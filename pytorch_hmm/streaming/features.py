@@ -20,6 +20,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 
+from ..errors import HMMTypeError, HMMValueError
 from ..speech.features import MFCC, LogMelSpectrogram, add_deltas
 
 FrontEnd = Union[LogMelSpectrogram, MFCC]
@@ -30,7 +31,7 @@ def check_streamable(front_end: FrontEnd) -> Tuple[LogMelSpectrogram, Optional[M
     if isinstance(front_end, MFCC):
         mel, cep = front_end.melspec, front_end
         if cep.cmvn:
-            raise ValueError(
+            raise HMMValueError(
                 "feature_extractor: MFCC(cmvn=True) normalises by the whole utterance's mean "
                 "and variance and cannot stream; build it with cmvn=False (normalise with "
                 "statistics from training data instead)"
@@ -38,17 +39,17 @@ def check_streamable(front_end: FrontEnd) -> Tuple[LogMelSpectrogram, Optional[M
     elif isinstance(front_end, LogMelSpectrogram):
         mel, cep = front_end, None
     else:
-        raise TypeError(
+        raise HMMTypeError(
             "feature_extractor must be a pytorch_hmm.speech.LogMelSpectrogram or MFCC, got "
             f"{type(front_end).__name__}"
         )
     if mel.log == "db" and mel.top_db is not None:
-        raise ValueError(
+        raise HMMValueError(
             f"feature_extractor: top_db={mel.top_db} floors every frame at the whole "
             "utterance's maximum and cannot stream; build the front end with top_db=None"
         )
     if mel.center and mel.pad_mode != "constant":
-        raise ValueError(
+        raise HMMValueError(
             f"feature_extractor: pad_mode={mel.pad_mode!r} pads centred frames with the end of "
             "the signal, which a stream does not have yet; use pad_mode='constant'"
         )
@@ -146,13 +147,13 @@ class StreamingFrontEnd:
         """Add ``samples`` (B, n); return the frames they complete, (B, F, dim). Bad input
         (not a floating (B, n) tensor, NaN or inf) raises and leaves the stream unchanged."""
         if not isinstance(samples, torch.Tensor) or not samples.is_floating_point():
-            raise TypeError(f"samples must be a floating-point tensor, got {type(samples)}")
+            raise HMMTypeError(f"samples must be a floating-point tensor, got {type(samples)}")
         if samples.dim() != 2 or samples.shape[0] != self.B:
-            raise ValueError(
+            raise HMMValueError(
                 f"samples must have shape (B, n) = ({self.B}, n), got {tuple(samples.shape)}"
             )
         if not bool(torch.isfinite(samples).all()):
-            raise ValueError("samples contain NaN or inf")
+            raise HMMValueError("samples contain NaN or inf")
         if samples.shape[1] == 0:
             return samples.new_zeros(self.B, 0, self.dim)
         if self.buf is None:

@@ -28,6 +28,7 @@ from torch import nn
 from .. import core
 from ..core.inference import ForwardCarry, ViterbiCarry
 from ..core.online import OnlineViterbi
+from ..errors import HMMTypeError, HMMValueError
 from ..models.factory import left_to_right_hmm
 from .features import StreamingFrontEnd
 
@@ -88,42 +89,42 @@ class StreamingHMMProcessor(nn.Module):
     ) -> None:
         super().__init__()
         if int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+            raise HMMValueError(f"chunk_size must be >= 1, got {chunk_size}")
         if not 0 <= int(overlap) < int(chunk_size):
-            raise ValueError(f"overlap must be in [0, chunk_size={chunk_size}), got {overlap}")
+            raise HMMValueError(f"overlap must be in [0, chunk_size={chunk_size}), got {overlap}")
         if int(smoothing_lag) < 0:
-            raise ValueError(f"smoothing_lag must be >= 0 frames, got {smoothing_lag}")
+            raise HMMValueError(f"smoothing_lag must be >= 0 frames, got {smoothing_lag}")
         if max_delay is not None and int(max_delay) < 1:
-            raise ValueError(f"max_delay must be >= 1 frame or None, got {max_delay}")
+            raise HMMValueError(f"max_delay must be >= 1 frame or None, got {max_delay}")
         if beam is not None and not float(beam) > 0:
-            raise ValueError(f"beam must be > 0 (log units) or None, got {beam}")
+            raise HMMValueError(f"beam must be > 0 (log units) or None, got {beam}")
         front = None
         if feature_extractor is not None:
             front = StreamingFrontEnd(feature_extractor)  # refuses what cannot stream
             if feature_dim is None:
                 feature_dim = front.dim
             elif int(feature_dim) != front.dim:
-                raise ValueError(
+                raise HMMValueError(
                     f"feature_dim={feature_dim} but the feature extractor gives {front.dim}"
                 )
         if model is None:
             if num_states is None or feature_dim is None:
-                raise ValueError(
+                raise HMMValueError(
                     "give num_states and feature_dim (a left-to-right Gaussian HMM is built), "
                     "or a model"
                 )
             model = left_to_right_hmm(num_states, feature_dim, covariance_type, dtype=dtype)
         for name in ("emission_log_likelihood", "log_initial", "log_transitions"):
             if not callable(getattr(model, name, None)):
-                raise TypeError(
+                raise HMMTypeError(
                     f"model must have {name}() (a pytorch_hmm model), got {type(model).__name__}"
                 )
         K = int(model.log_initial().shape[-1])
         if num_states is not None and int(num_states) != K:
-            raise ValueError(f"num_states={num_states} but the model has {K} states")
+            raise HMMValueError(f"num_states={num_states} but the model has {K} states")
         D = getattr(model, "feature_dim", None)
         if feature_dim is not None and D is not None and int(feature_dim) != int(D):
-            raise ValueError(f"feature_dim={feature_dim} but the model takes {D}-dim features")
+            raise HMMValueError(f"feature_dim={feature_dim} but the model takes {D}-dim features")
         self.model = model
         self.feature_extractor = feature_extractor
         self.num_states = K
@@ -197,9 +198,9 @@ class StreamingHMMProcessor(nn.Module):
         if not isinstance(chunk, torch.Tensor):
             chunk = torch.as_tensor(np.asarray(chunk))
         if not chunk.is_floating_point():
-            raise TypeError(f"chunk must hold floating-point values, got dtype {chunk.dtype}")
+            raise HMMTypeError(f"chunk must hold floating-point values, got dtype {chunk.dtype}")
         if chunk.device != p.device:
-            raise ValueError(
+            raise HMMValueError(
                 f"chunk is on device {chunk.device} but the model is on {p.device}; move one of "
                 "them"
             )
@@ -207,32 +208,34 @@ class StreamingHMMProcessor(nn.Module):
         base = 1 if audio else 2  # dims of one stream's chunk
         what = "(n,) or (B, n) audio samples" if audio else "(n, D) or (B, n, D) frames"
         if chunk.dim() not in (base, base + 1):
-            raise ValueError(f"chunk must have shape {what}, got {tuple(chunk.shape)}")
+            raise HMMValueError(f"chunk must have shape {what}, got {tuple(chunk.shape)}")
         unbatched = chunk.dim() == base
         x = chunk.unsqueeze(0) if unbatched else chunk
         B, n = x.shape[0], x.shape[1]
         if n == 0:
-            raise ValueError(f"chunk is empty (shape {tuple(chunk.shape)}): send at least one item")
+            raise HMMValueError(
+                f"chunk is empty (shape {tuple(chunk.shape)}): send at least one item"
+            )
         if not audio and self.feature_dim is not None and x.shape[2] != self.feature_dim:
-            raise ValueError(
+            raise HMMValueError(
                 f"chunk has feature dimension {x.shape[2]} (shape {tuple(chunk.shape)}), the "
                 f"model takes {self.feature_dim}"
             )
         if self._B is not None:
             if B != self._B or unbatched != self._unbatched:
-                raise ValueError(
+                raise HMMValueError(
                     f"chunk has shape {tuple(chunk.shape)} but this stream was started with "
                     f"{'one stream' if self._unbatched else f'{self._B} streams'}; call reset() "
                     "to start new streams"
                 )
         if lengths is not None:
             if audio:
-                raise ValueError(
+                raise HMMValueError(
                     "lengths: audio streams advance together (every stream gets the chunk's "
                     "n samples); lengths are for feature frames"
                 )
             if unbatched:
-                raise ValueError("lengths is for batched chunks (B, n, D)")
+                raise HMMValueError("lengths is for batched chunks (B, n, D)")
             lengths = core.validation.check_lengths(
                 lengths, B, n, None, min_value=0, name="lengths", what="frames"
             ).cpu()
@@ -241,7 +244,7 @@ class StreamingHMMProcessor(nn.Module):
         skip = self.overlap if self._chunks > 0 else 0
         if skip:
             if n < skip:
-                raise ValueError(
+                raise HMMValueError(
                     f"chunk has {n} items but overlap={skip} of them repeat the previous chunk"
                 )
             x = x[:, skip:]
@@ -252,7 +255,7 @@ class StreamingHMMProcessor(nn.Module):
             vm = valid.to(x.device)
             bad = ~torch.isfinite(x) & (vm if x.dim() == 2 else vm[..., None])
             idx = torch.nonzero(bad)[0].tolist()
-            raise ValueError(
+            raise HMMValueError(
                 f"chunk contains NaN or inf (stream {idx[0]}, {'sample' if audio else 'frame'} "
                 f"{idx[1] + skip} of the chunk); the stream is unchanged"
             )
@@ -334,11 +337,11 @@ class StreamingHMMProcessor(nn.Module):
             with torch.no_grad():
                 em = self.model.emission_log_likelihood(x).detach()
             if em.shape != (B, n, K):
-                raise ValueError(
+                raise HMMValueError(
                     f"model gave emissions of shape {tuple(em.shape)}, not {(B, n, K)}"
                 )
             if bool(torch.isnan(em).any()):
-                raise ValueError("the model's emission log-likelihoods contain NaN")
+                raise HMMValueError("the model's emission log-likelihoods contain NaN")
             fresh = self._frames == 0
             n_fresh = int(fresh.sum())
             if bool(active.all()) and n_fresh in (0, B):  # the usual case: one engine call each
@@ -506,7 +509,7 @@ class StreamingHMMProcessor(nn.Module):
         """Train the model on whole feature sequences (the model's ``fit``: EM for the
         library's HMMs); the streams are reset."""
         if not callable(getattr(self.model, "fit", None)):
-            raise TypeError(f"{type(self.model).__name__} has no fit(); train it directly")
+            raise HMMTypeError(f"{type(self.model).__name__} has no fit(); train it directly")
         self.model.fit(x, lengths, **kwargs)
         self.reset()
         return self

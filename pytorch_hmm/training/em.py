@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..errors import HMMTypeError, HMMValueError
+
 Batch = Tuple[Any, Optional[torch.Tensor]]
 
 
@@ -24,13 +26,13 @@ def pad_sequences(
         torch.as_tensor(np.asarray(s)) if not isinstance(s, torch.Tensor) else s for s in sequences
     ]
     if not seqs:
-        raise ValueError("no sequences given")
+        raise HMMValueError("no sequences given")
     for i, s in enumerate(seqs):
         if s.dim() != 2:
-            raise ValueError(f"sequence {i} must have shape (T, D), got {tuple(s.shape)}")
+            raise HMMValueError(f"sequence {i} must have shape (T, D), got {tuple(s.shape)}")
     lengths = torch.tensor([s.shape[0] for s in seqs], dtype=torch.long)
     if (lengths == 0).any():
-        raise ValueError(f"sequence {int(torch.nonzero(lengths == 0)[0])} has no frames")
+        raise HMMValueError(f"sequence {int(torch.nonzero(lengths == 0)[0])} has no frames")
     out = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
     return (out if dtype is None else out.to(dtype)), lengths
 
@@ -41,7 +43,7 @@ def split_concatenated(x: Any, lengths: Any) -> Tuple[torch.Tensor, torch.Tensor
     xt = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     L = [int(v) for v in (lengths.tolist() if hasattr(lengths, "tolist") else lengths)]
     if sum(L) != xt.shape[0]:
-        raise ValueError(f"lengths sum to {sum(L)} but x has {xt.shape[0]} frames")
+        raise HMMValueError(f"lengths sum to {sum(L)} but x has {xt.shape[0]} frames")
     return pad_sequences(list(torch.split(xt, L)))
 
 
@@ -50,7 +52,7 @@ def as_batch(x: Any, lengths: Any = None) -> Tuple[Any, Optional[torch.Tensor]]:
     concatenated (N, D) frames with several ``lengths``; return ``(x, lengths)`` for a model."""
     if isinstance(x, (list, tuple)):
         if lengths is not None:
-            raise ValueError("lengths must be None when x is a list of sequences")
+            raise HMMValueError("lengths must be None when x is a list of sequences")
         return pad_sequences(x)
     nd = x.dim() if isinstance(x, torch.Tensor) else np.ndim(x)
     if nd == 2 and lengths is not None:
@@ -79,7 +81,7 @@ def _unpack(item: Any) -> Batch:
         return as_batch(item["x"], item.get("lengths"))
     if isinstance(item, (list, tuple)) and len(item) == 2:
         return as_batch(item[0], item[1])
-    raise ValueError(
+    raise HMMValueError(
         "each batch must be x (B, T, D), a pair (x, lengths) or a dict with 'x' and 'lengths', "
         f"got {type(item).__name__}"
     )
@@ -101,18 +103,18 @@ def batch_source(data: Any, lengths: Any = None) -> Callable[[], Iterable[Batch]
         in_memory.in_memory = True
         return in_memory
     if lengths is not None:
-        raise ValueError("lengths must be None when data is an iterable of batches")
+        raise HMMValueError("lengths must be None when data is an iterable of batches")
     if callable(data):
         return lambda: (_unpack(b) for b in data())
     try:
         it = iter(data)
     except TypeError:
-        raise TypeError(
+        raise HMMTypeError(
             f"data must be a tensor, an array, a list of sequences or an iterable of batches, "
             f"got {type(data).__name__}"
         ) from None
     if it is data:
-        raise ValueError(
+        raise HMMValueError(
             "data is a one-shot iterator (e.g. a generator), but EM reads the data once per "
             "iteration: pass a list of batches, a DataLoader, or a callable returning an iterator"
         )
@@ -132,7 +134,7 @@ def collect_frames(model, source, max_frames: int) -> torch.Tensor:
         if n >= max_frames:
             break
     if not out:
-        raise ValueError("data holds no batches")
+        raise HMMValueError("data holds no batches")
     return torch.cat(out)
 
 
@@ -141,7 +143,7 @@ def _resolve_params(model, params: Optional[str], what: str) -> str:
     p = allowed if params is None else params
     bad = set(p) - set(allowed)
     if bad:
-        raise ValueError(f"{what} may only hold letters of {allowed!r}, got {p!r}")
+        raise HMMValueError(f"{what} may only hold letters of {allowed!r}, got {p!r}")
     return p
 
 
@@ -174,9 +176,9 @@ def fit_em(
     """Baum-Welch EM for ``model`` (a :class:`~pytorch_hmm.models.base.BaseHMM` with
     ``accumulate`` / ``m_step``); see ``BaseHMM.fit`` for the arguments. Returns ``model``."""
     if int(n_iter) < 0:
-        raise ValueError(f"n_iter must be >= 0, got {n_iter}")
+        raise HMMValueError(f"n_iter must be >= 0, got {n_iter}")
     if math.isnan(tol):
-        raise ValueError("tol must be a number, got NaN")
+        raise HMMValueError("tol must be a number, got NaN")
     params = _resolve_params(model, params, "params")
     if init_params == "auto":
         init_params = model._auto_init_params()
@@ -225,7 +227,7 @@ def fit_em(
                     s = model.accumulate(*item, params=params)
                 stats = s if stats is None else stats + s
             if stats is None:
-                raise ValueError("data holds no batches")
+                raise HMMValueError("data holds no batches")
             if distributed:
                 stats.all_reduce(process_group)
             ll = float(stats.log_likelihood)

@@ -12,6 +12,7 @@ from typing import Any, List, Optional
 
 import torch
 
+from ..errors import HMMValueError
 from .em import batch_source
 
 REDUCTIONS = ("frame", "sequence", "sum", "none")
@@ -23,7 +24,7 @@ def nll_loss(model, x: Any, lengths: Any = None, reduction: str = "frame") -> to
     ``reduction``: "frame" (total NLL / number of real frames, a scale-free default), "sequence"
     (mean over sequences), "sum", or "none" ((B,) per sequence)."""
     if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        raise HMMValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     xb, L = model._prepare_x(x, lengths)
     ll = model.log_likelihood(xb, L)
     if reduction == "none":

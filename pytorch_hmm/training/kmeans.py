@@ -7,6 +7,8 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from ..errors import HMMTypeError, HMMValueError
+
 
 class KMeansResult(NamedTuple):
     """``centers`` (k, D), ``labels`` (N,) long, ``inertia``: sum of squared distances."""
@@ -76,21 +78,21 @@ def kmeans(
     (scikit-learn when installed, else torch). Deterministic for a given ``seed``.
     Raises ``ValueError`` when there are fewer frames than clusters or non-finite features."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        raise HMMTypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 2:
-        raise ValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
+        raise HMMValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
     k = int(num_clusters)
     if k < 1:
-        raise ValueError(f"num_clusters must be >= 1, got {num_clusters}")
+        raise HMMValueError(f"num_clusters must be >= 1, got {num_clusters}")
     N = x.shape[0]
     if N < k:
-        raise ValueError(
+        raise HMMValueError(
             f"k-means needs at least num_clusters={k} frames (one per cluster), got {N} frames"
         )
     if not torch.isfinite(x).all():
-        raise ValueError("x contains NaN or inf: k-means needs finite features")
+        raise HMMValueError("x contains NaN or inf: k-means needs finite features")
     if backend not in ("torch", "sklearn", "auto"):
-        raise ValueError(f"backend must be 'torch', 'sklearn' or 'auto', got {backend!r}")
+        raise HMMValueError(f"backend must be 'torch', 'sklearn' or 'auto', got {backend!r}")
     if backend in ("sklearn", "auto"):
         try:
             from sklearn.cluster import KMeans

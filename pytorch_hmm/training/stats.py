@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from ..errors import HMMValueError
 from ..models._common import COVARIANCE_TYPES, check_covariance_type  # noqa: F401 (re-exported)
 
 # A state or mixture component with less expected occupancy than this (in frames) is treated
@@ -40,9 +41,9 @@ def _frames(x: torch.Tensor, gamma: torch.Tensor, lengths: Optional[torch.Tensor
     if x.dim() == 2:
         x, gamma = x.unsqueeze(0), gamma.unsqueeze(0)
     if x.dim() != 3:
-        raise ValueError(f"x must have shape (B, T, D) or (N, D), got {tuple(x.shape)}")
+        raise HMMValueError(f"x must have shape (B, T, D) or (N, D), got {tuple(x.shape)}")
     if gamma.shape[:2] != x.shape[:2]:
-        raise ValueError(
+        raise HMMValueError(
             f"gamma must have shape (B, T, K) matching x {tuple(x.shape)}, got {tuple(gamma.shape)}"
         )
     B, T, D = x.shape
@@ -100,7 +101,9 @@ class _Stats:
                 kw[f.name] = a + b
             else:
                 if a != b:
-                    raise ValueError(f"cannot add statistics with different {f.name}: {a} != {b}")
+                    raise HMMValueError(
+                        f"cannot add statistics with different {f.name}: {a} != {b}"
+                    )
                 kw[f.name] = a
         return type(self)(**kw)
 
@@ -168,13 +171,13 @@ class HMMStats(_Stats):
 
 def _check_index(state_index: torch.Tensor, shape, num_states: Optional[int]) -> int:
     if state_index.shape != shape:
-        raise ValueError(
+        raise HMMValueError(
             f"state_index must have shape {tuple(shape)}, got {tuple(state_index.shape)}"
         )
     if num_states is None:
-        raise ValueError("num_states is required with state_index")
+        raise HMMValueError("num_states is required with state_index")
     if (state_index >= num_states).any() or (state_index < -1).any():
-        raise ValueError(f"state_index must hold ids in [-1, num_states={num_states})")
+        raise HMMValueError(f"state_index must hold ids in [-1, num_states={num_states})")
     return int(num_states)
 
 
@@ -231,7 +234,7 @@ def gaussian_stats(
     check_covariance_type(covariance_type)
     if state_index is not None:
         if gamma.dim() != 3:
-            raise ValueError("state_index needs gamma of shape (B, T, K)")
+            raise HMMValueError("state_index needs gamma of shape (B, T, K)")
         gamma = tie_posteriors(gamma, state_index, num_states)
     xf, g = _frames(x, gamma.to(x.dtype), lengths)
     if covariance_type == "diag":
@@ -245,12 +248,12 @@ def diag_stats_from_augmented(augmented: torch.Tensor, g: torch.Tensor) -> Gauss
     """Diagonal Gaussian statistics from ``augmented`` (N, 2D) = ``[x^2, x]`` per frame and
     weights ``g`` (N, S) in the same frame order: both moments in one matrix product."""
     if augmented.dim() != 2 or augmented.shape[1] % 2 or g.dim() != 2:
-        raise ValueError(
+        raise HMMValueError(
             f"augmented must have shape (N, 2D) and g (N, S), got {tuple(augmented.shape)} "
             f"and {tuple(g.shape)}"
         )
     if g.shape[0] != augmented.shape[0]:
-        raise ValueError(
+        raise HMMValueError(
             f"augmented and g must have the same number of frames, got {augmented.shape[0]} "
             f"and {g.shape[0]}"
         )

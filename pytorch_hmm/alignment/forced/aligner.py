@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ... import core
+from ...errors import HMMValueError
 from ...io.labels import Segment
 from ...models.gaussian import diag_gaussian_log_likelihood
 from ..lexicon import Lexicon, MissingWordError
@@ -63,7 +64,7 @@ def _run_engine(kind: str, state_ll: torch.Tensor, batch: GraphBatch, lengths: t
     if kind == "posteriors":
         r = core.posteriors(*args, **kw)
         return r.log_likelihood, r.state_posteriors, r.transition_counts
-    raise ValueError(f"unknown engine call {kind!r}")
+    raise HMMValueError(f"unknown engine call {kind!r}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -97,10 +98,10 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
         sil = config.silence_phone
         ph = [sil] + [str(p) for p in phones if str(p) != sil]
         if len(set(ph)) != len(ph):
-            raise ValueError("phones must be distinct")
+            raise HMMValueError("phones must be distinct")
         for p in ph:
             if not p or any(c.isspace() for c in p):
-                raise ValueError(f"phone names must be non-empty without spaces: {p!r}")
+                raise HMMValueError(f"phone names must be non-empty without spaces: {p!r}")
         self.phones: List[str] = ph
         self.phone_index: Dict[str, int] = {p: i for i, p in enumerate(ph)}
         self.lexicon = lexicon
@@ -149,15 +150,15 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
     def extract_features(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """MFCC features (T, D) of a mono waveform (N,) at the configured rate."""
         if int(sample_rate) != self.config.sample_rate:
-            raise ValueError(
+            raise HMMValueError(
                 f"audio is sampled at {sample_rate} Hz but the aligner expects "
                 f"{self.config.sample_rate} Hz; resample it first (e.g. librosa.resample)"
             )
         wav = torch.as_tensor(waveform, dtype=torch.float32)
         if wav.dim() != 1:
-            raise ValueError(f"waveform must be mono (N,), got shape {tuple(wav.shape)}")
+            raise HMMValueError(f"waveform must be mono (N,), got shape {tuple(wav.shape)}")
         if wav.numel() < self.config.hop_length:
-            raise ValueError(f"audio is too short ({wav.numel()} samples)")
+            raise HMMValueError(f"audio is too short ({wav.numel()} samples)")
         if self.config.dither > 0:
             # Kaldi-style dither, seeded so that features are reproducible: digital silence
             # (synthetic speech) becomes low-level noise instead of a constant floor
@@ -203,13 +204,13 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
         opt = self.config.optional_silence
         if utt.pronunciations is not None:
             if len(utt.pronunciations) != len(tokens):
-                raise ValueError(
+                raise HMMValueError(
                     f"{len(tokens)} words but {len(utt.pronunciations)} pronunciations given"
                 )
             for w, pron in zip(tokens, utt.pronunciations):
                 pron = [p for p in pron if not self._is_silence(p)]
                 if not pron:
-                    raise ValueError(f"word {w!r} has an empty pronunciation")
+                    raise HMMValueError(f"word {w!r} has an empty pronunciation")
                 words.append(w)
                 alts.append([self._phone_ids(pron, f"word {w!r}")])
                 sil_after.append(opt)
@@ -223,7 +224,7 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
                     if pp:
                         ids.append(self._phone_ids(pp, f"word {w!r}"))
                 if not ids:
-                    raise ValueError(f"word {w!r} has only silence in the lexicon")
+                    raise HMMValueError(f"word {w!r} has only silence in the lexicon")
                 words.append(w)
                 alts.append(list(dict.fromkeys(ids)))
                 sil_after.append(opt)
@@ -239,7 +240,7 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
                 alts.append([self._phone_ids([t], "the transcript")])
                 sil_after.append(False)
         if not words:
-            raise ValueError("the transcript is empty")
+            raise HMMValueError("the transcript is empty")
         sil_after[-1] = False  # the trailing silence is handled separately
         return ResolvedTranscript(words, alts, sil_after)
 
@@ -379,7 +380,7 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
         for u in utts:
             try:
                 if u.features.dim() != 2 or u.features.shape[1] != self.config.feature_dim:
-                    raise ValueError(
+                    raise HMMValueError(
                         f"features must be (T, {self.config.feature_dim}), got "
                         f"{tuple(u.features.shape)}"
                     )
@@ -390,7 +391,7 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
                 T = int(u.features.shape[0])
                 if need > T:
                     fs = self.config.frame_shift
-                    raise ValueError(
+                    raise HMMValueError(
                         f"transcript is too long for the audio: its {len(res.words)} word(s) "
                         f"need at least {need} frames ({need * fs:.2f} s at "
                         f"{self.config.states_per_phone} states a phone) but the audio has "
@@ -518,9 +519,9 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
         except OSError:
             raise
         except Exception as err:  # unpickling errors of every kind
-            raise ValueError(f"{os.fspath(path)} is not a saved ForcedAligner ({err})") from err
+            raise HMMValueError(f"{os.fspath(path)} is not a saved ForcedAligner ({err})") from err
         if not isinstance(d, dict) or d.get("format") != "pytorch_hmm.ForcedAligner/1":
-            raise ValueError(f"{os.fspath(path)} is not a saved ForcedAligner")
+            raise HMMValueError(f"{os.fspath(path)} is not a saved ForcedAligner")
         if lexicon is None and d.get("lexicon") is not None:
             lexicon = Lexicon.from_dict(
                 d["lexicon"], case_sensitive=bool(d.get("lexicon_case_sensitive"))

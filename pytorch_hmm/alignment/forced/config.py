@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ...errors import HMMValueError
 from ...io.alignment_writers import (
     alignment_to_dict,
     write_alignment_json,
@@ -115,7 +116,7 @@ class Utterance:
     duration: Optional[float] = None
 
 
-class AlignmentError(ValueError):
+class AlignmentError(HMMValueError):
     """An utterance that cannot be aligned (``name`` and ``reason``)."""
 
     def __init__(self, name: str, reason: str):

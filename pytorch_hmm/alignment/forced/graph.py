@@ -31,6 +31,8 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ...errors import HMMValueError
+
 __all__ = [
     "GraphBatch",
     "ResolvedTranscript",
@@ -114,7 +116,7 @@ class UtteranceGraph:
 def _log_probability(p: Union[float, torch.Tensor], name: str) -> float:
     lp = float(p)
     if not lp <= 0.0:
-        raise ValueError(f"{name} must be a log probability (<= 0), got {lp}")
+        raise HMMValueError(f"{name} must be a log probability (<= 0), got {lp}")
     return lp
 
 
@@ -146,11 +148,11 @@ def build_graph(
     """
     n_words = len(word_phones)
     if n_words == 0:
-        raise ValueError("the utterance has no words")
+        raise HMMValueError("the utterance has no words")
     if silence_after is None:
         silence_after = [False] * n_words
     if len(silence_after) != n_words:
-        raise ValueError(f"{n_words} words but {len(silence_after)} silence_after flags")
+        raise HMMValueError(f"{n_words} words but {len(silence_after)} silence_after flags")
     if phone_offset is None:
         phone_offset = [0]
         for n in phone_states[:-1]:
@@ -158,7 +160,7 @@ def build_graph(
     units: List[Unit] = [Unit(silence_phone, True, -1)]
     for w, phones in enumerate(word_phones):
         if len(phones) == 0:
-            raise ValueError(f"word {w} has no phones")
+            raise HMMValueError(f"word {w} has no phones")
         for p in phones:
             units.append(Unit(int(p), False, w))
         if silence_after[w] and w < n_words - 1:
@@ -278,7 +280,7 @@ def batch_graphs(
 ) -> GraphBatch:
     """Pad a list of graphs into a :class:`GraphBatch` (K, W: the largest of the batch)."""
     if len(graphs) == 0:
-        raise ValueError("no graphs to batch")
+        raise HMMValueError("no graphs to batch")
     B = len(graphs)
     K = max(g.num_states for g in graphs)
     W = max(g.width for g in graphs)

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from ...errors import HMMValueError
 from ...training.stats import (
     GaussianStats,
     gaussian_stats,
@@ -201,7 +202,7 @@ class AlignerTrainingMixin:
                 res = self._resolve(u)
                 g = self._build_graph(res, [0] * len(res.words))
                 if g.min_frames > u.features.shape[0]:
-                    raise ValueError("transcript is too long for the audio")
+                    raise HMMValueError("transcript is too long for the audio")
                 out.append((u, g))
             except (MissingWordError, KeyError, ValueError) as err:
                 errors[u.name] = error_message(err)
@@ -238,14 +239,14 @@ class AlignerTrainingMixin:
                 ``False`` continues from the current parameters.
         """
         if method not in ("viterbi", "baum-welch"):
-            raise ValueError(f"method must be 'viterbi' or 'baum-welch', got {method!r}")
+            raise HMMValueError(f"method must be 'viterbi' or 'baum-welch', got {method!r}")
         if mixtures < 1 or mixtures & (mixtures - 1):
-            raise ValueError(f"mixtures must be a power of two, got {mixtures}")
+            raise HMMValueError(f"mixtures must be a power of two, got {mixtures}")
         errs: Dict[str, str] = {}
         history: List[float] = []
         utts = list(utterances)
         if not utts:
-            raise ValueError("no training utterances")
+            raise HMMValueError("no training utterances")
         with torch.no_grad():
             if flat_start:
                 if self.n_mixtures != 1:
@@ -257,7 +258,7 @@ class AlignerTrainingMixin:
                 self._init_global(utts)
                 items = self._training_items(utts, errs, reselect=False)
                 if not items:
-                    raise ValueError(f"no usable training utterance: {errs}")
+                    raise HMMValueError(f"no usable training utterance: {errs}")
                 self._m_step(self._accumulate_uniform(items))
             schedule = [iterations]
             m = self.n_mixtures
@@ -272,7 +273,7 @@ class AlignerTrainingMixin:
                     errs.clear()
                     items = self._training_items(utts, errs, reselect=it >= reselect_from)
                     if not items:
-                        raise ValueError(f"no usable training utterance: {errs}")
+                        raise HMMValueError(f"no usable training utterance: {errs}")
                     stats, ll = self._accumulate(items, method)
                     self._m_step(*stats)
                     history.append(ll)
@@ -298,7 +299,7 @@ class AlignerTrainingMixin:
         phone's frames are split evenly into its states (silence aliases map to the silence
         phone). Follow with :meth:`fit` (``flat_start=False``) to refine by EM."""
         if len(utterances) != len(segmentations):
-            raise ValueError("one segmentation per utterance is needed")
+            raise HMMValueError("one segmentation per utterance is needed")
         S, M, D = self.means.shape
         with torch.no_grad():
             self._init_global(utterances)
@@ -320,5 +321,5 @@ class AlignerTrainingMixin:
                 st = self._hard_stats(u.features, states)
                 total = st if total is None else total + st
             if total is None:
-                raise ValueError("no labelled frames")
+                raise HMMValueError("no labelled frames")
             self._m_step(total)
