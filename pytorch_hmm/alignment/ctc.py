@@ -53,7 +53,7 @@ from torch import Tensor
 from ..core import backend as _backend
 from ..core.inference import viterbi as _engine_viterbi
 from ..core.transitions import Transitions
-from ..core.validation import check_lengths
+from ..core.validation import check_lengths, mask_padding
 from ..errors import HMMTypeError, HMMValueError
 
 KERNELS = "pytorch_hmm.alignment._numba_kernels"
@@ -102,7 +102,9 @@ def _validate(
     input_lengths: Optional[Tensor],
     target_lengths: Optional[Tensor],
     blank_id: int,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Checked inputs: ``(log_probs with its padding replaced by 0 (detached), targets,
+    targets on CPU, input_lengths, target_lengths)``."""
     if not isinstance(log_probs, Tensor) or not log_probs.is_floating_point():
         raise HMMTypeError("log_probs must be a floating-point tensor of shape (B, T, C)")
     if log_probs.dim() != 3:
@@ -139,17 +141,23 @@ def _validate(
                 f"targets contain the blank id {blank_id} (utterances {bad}); "
                 "the blank must not appear in the targets"
             )
-    total = log_probs.detach().sum()  # one pass: NaN or +inf anywhere leave it NaN or +inf
+    # frames t >= input_lengths[b] are padding, never read: replaced by 0 before any check
+    lp = mask_padding(log_probs.detach(), il.to(log_probs.device))
+    total = lp.sum()  # one pass: NaN or +inf in a real frame leave it NaN or +inf
     if torch.isnan(total) or torch.isposinf(total):
         for bad_val, what in ((torch.isnan, "NaN"), (torch.isposinf, "+inf")):
-            hit = bad_val(log_probs).flatten(1).any(1)
+            hits = bad_val(lp)
+            hit = hits.flatten(1).any(1)
             if bool(hit.any()):
                 bad = hit.nonzero()[:, 0].tolist()
+                b, t, c = torch.nonzero(hits)[0].tolist()
                 raise HMMValueError(
-                    f"log_probs contains {what} (utterances {bad})"
-                    + ("; log-probabilities must be finite or -inf" if what == "+inf" else "")
+                    f"log_probs contains {what} (utterances {bad}): first at utterance {b}, "
+                    f"frame {t}, class {c}, a real frame as input_lengths[{b}] = "
+                    f"{int(il[b])}; log-probabilities must be finite or -inf (padded frames "
+                    "t >= input_lengths[b] are never read)"
                 )
-    return targets, tcpu, il, tl
+    return lp, targets, tcpu, il, tl
 
 
 class CTCAligner:
@@ -209,13 +217,12 @@ class CTCAligner:
             ``T_b >= S_b + repeats_b`` frames) gets ``score=-inf``, ``valid=False`` and a
             ``RuntimeWarning`` (``ValueError`` with ``strict=True``); the others are unaffected.
         """
-        targets, tcpu, il, tl = _validate(
+        lp, targets, tcpu, il, tl = _validate(
             log_probs, targets, input_lengths, target_lengths, self.blank_id
         )
         B, T, C = log_probs.shape
         S = targets.shape[1]
         device = log_probs.device
-        lp = log_probs.detach()
         kernels = None
         if self.method != "engine" and lp.dtype in (torch.float32, torch.float64):
             kernels = _backend.cpu_kernels(KERNELS, device, self.backend)

@@ -58,7 +58,7 @@ from .transitions import (
     band_to_dense,
     make_transitions,
 )
-from .validation import check_float, check_lengths, check_no_nan, shape_str
+from .validation import check_float, check_lengths, check_no_nan, check_real_frames, shape_str
 
 KERNELS = "pytorch_hmm.core._cpu_kernels"
 # float32 problems longer than this accumulate the exact recursions in float64
@@ -268,7 +268,9 @@ class _Problem:
                     f"time-varying log_transitions must have {what} = {want} moves along "
                     f"time (dim 1), got {trans.steps}: {trans!r}"
                 )
-        check_no_nan("log_emissions", log_emissions)
+        # padded frames are never read: checked and computed on with padding replaced by 0
+        self.lengths = check_lengths(lengths, B, T, dev)
+        log_emissions = check_real_frames("log_emissions", log_emissions, self.lengths)
         check_no_nan("log_transitions", trans.values)
         # initial scores
         if carry is None:
@@ -281,7 +283,6 @@ class _Problem:
             self.lf = _state_scores("log_final", log_final, B, K, dt, dev)
         if check_stochastic:
             _check_stochastic(trans, None if carry is not None else log_initial, atol)
-        self.lengths = check_lengths(lengths, B, T, dev)
         self.lb = log_emissions
         self.trans = trans
         self.B, self.T, self.K = B, T, K
@@ -1109,7 +1110,7 @@ def log_likelihood(
         with torch.no_grad():
             out = _log_likelihood(p)
     else:
-        out = _HMMLogLikelihood.apply(log_emissions, p.lpi, values, lf, p)
+        out = _HMMLogLikelihood.apply(p.lb, p.lpi, values, lf, p)
     _report_impossible(out, "log_likelihood", on_impossible)
     return out
 

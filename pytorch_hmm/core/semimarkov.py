@@ -48,7 +48,7 @@ import torch
 from ..errors import HMMValueError
 from .backend import cpu_kernels, kernel_call
 from .inference import KERNELS, _check_mode, _eager, _report_impossible, _same, _state_scores
-from .validation import check_float, check_lengths, check_no_nan, shape_str
+from .validation import check_float, check_lengths, check_no_nan, check_real_frames, shape_str
 
 NEG_INF = -math.inf
 # elements of the (B, chunk, ., K) temporaries of the expected counts
@@ -121,7 +121,9 @@ class _SemiProblem:
         if K == 0:
             raise HMMValueError("log_emissions has no columns (K=0 states)")
         dev, dt = log_emissions.device, log_emissions.dtype
-        check_no_nan("log_emissions", log_emissions)
+        # padded frames are never read: checked and computed on with padding replaced by 0
+        self.lengths = check_lengths(lengths, B, T, dev)
+        log_emissions = check_real_frames("log_emissions", log_emissions, self.lengths)
         self.lpi = _state_scores("log_initial", log_initial, B, K, dt, dev)
         check_float("log_transitions", log_transitions)
         _same(log_transitions, "log_transitions", dt, dev)
@@ -148,7 +150,6 @@ class _SemiProblem:
         self.lf = (
             None if log_final is None else _state_scores("log_final", log_final, B, K, dt, dev)
         )
-        self.lengths = check_lengths(lengths, B, T, dev)
         self.lb, self.lA, self.ldur = log_emissions, log_transitions, log_durations
         self.right_censored = bool(right_censored)
         self.B, self.T, self.K, self.Dm = B, T, K, log_durations.shape[-1]
@@ -515,7 +516,7 @@ def hsmm_log_likelihood(
     conventions: :mod:`pytorch_hmm.core.semimarkov`."""
     p = _problem(locals())
     dend = p.end_durations()
-    ins = (log_emissions, p.lpi, log_transitions, log_durations, dend, p.lf)
+    ins = (p.lb, p.lpi, log_transitions, log_durations, dend, p.lf)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ins):
         out = _HSMMLogLikelihood.apply(*ins, p)
     else:

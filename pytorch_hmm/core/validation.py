@@ -2,6 +2,11 @@
 
 Each check raises ``ValueError`` (bad values or shapes) or ``TypeError`` (bad dtypes) with a
 message that names the argument, the shape or value it got and what was expected.
+
+Padded batches: frames ``t >= lengths[b]`` are padding and never read, whatever they hold
+(NaN and inf included): :func:`check_real_frames` checks the real frames only and returns the
+batch with its padding replaced (:func:`mask_padding`), before any arithmetic, so padding
+reaches neither results nor gradients.
 """
 
 from __future__ import annotations
@@ -45,6 +50,68 @@ def check_no_nan(name: str, x: torch.Tensor) -> None:
         )
 
 
+def frame_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) bool, True on real frames (``t < lengths[b]``)."""
+    return torch.arange(T, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def mask_padding(x: torch.Tensor, lengths: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """``x`` (B, T, ...) with every padded frame (``t >= lengths[b]``) replaced by ``fill``
+    (``x`` itself when there is no padding). Differentiable: padded frames get zero gradient,
+    whatever they held (NaN and inf included), so padding never reaches results or gradients.
+    """
+    B, T = x.shape[0], x.shape[1]
+    if B == 0 or int(lengths.min()) >= T:
+        return x
+    m = frame_mask(lengths.to(x.device), T).view(B, T, *([1] * (x.dim() - 2)))
+    return torch.where(m, x, torch.full((), fill, dtype=x.dtype, device=x.device))
+
+
+def check_real_frames(
+    name: str,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    allow_neg_inf: bool = True,
+    fill: float = 0.0,
+) -> torch.Tensor:
+    """Check the real frames of a padded batch ``x`` (B, T, ...) and return it with its
+    padding replaced by ``fill`` (:func:`mask_padding`).
+
+    NaN and +inf (and -inf unless ``allow_neg_inf``: the engine's -inf log-likelihood means
+    "impossible") in a real frame raise ValueError naming the sequence and the frame; padded
+    frames (``t >= lengths[b]``) are never read, whatever they hold.
+    """
+    x = mask_padding(x, lengths, fill)
+    total = x.sum()
+    if allow_neg_inf and not (torch.isnan(total) or torch.isposinf(total)):
+        return x
+    if not allow_neg_inf and torch.isfinite(total):
+        return x
+    for what, bad in (
+        ("NaN", torch.isnan),
+        ("+inf", torch.isposinf),
+        ("-inf", None if allow_neg_inf else torch.isneginf),
+    ):
+        if bad is None:
+            continue
+        hit = bad(x)
+        if hit.any():
+            idx = torch.nonzero(hit)[0].tolist()
+            expected = (
+                "log-probabilities must be finite or -inf"
+                if allow_neg_inf
+                else "values must be finite"
+            )
+            b, t = idx[0], idx[1]
+            raise HMMValueError(
+                f"{name} contains {what} (first at index {tuple(idx)}: sequence {b}, frame "
+                f"{t}, a real frame as lengths[{b}] = {int(lengths[b])}); {expected} (padded "
+                "frames t >= lengths[b] are never read)"
+            )
+    return x
+
+
 def check_lengths(
     lengths,
     B: int,
@@ -66,7 +133,15 @@ def check_lengths(
     if lengths is None:
         return torch.full((B,), max_len, dtype=torch.long, device=device)
     if not isinstance(lengths, torch.Tensor):
-        lengths = torch.as_tensor(lengths)
+        if isinstance(lengths, (str, bytes)):
+            raise HMMTypeError(f"{name} must be integers (one per sequence), got {lengths!r}")
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise HMMTypeError(
+                f"{name} must be a (B,) integer tensor or a sequence of integers, got "
+                f"{type(lengths).__name__} ({e})"
+            ) from None
     if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
         raise HMMTypeError(f"{name} must be an integer tensor, got {lengths.dtype}")
     if lengths.shape != (B,):

@@ -7,6 +7,7 @@ from typing import List, NamedTuple, Optional
 
 import torch
 
+from ..core.validation import check_real_frames
 from ..errors import HMMValueError
 from ._common import batch_pair, frame_mask
 from .dtw import dtw
@@ -78,12 +79,16 @@ def mel_cepstral_distortion(
         raise HMMValueError(
             f"ref has {r.shape[-1]} coefficient(s); with exclude_c0 at least 2 are needed"
         )
+    # frames past the lengths are padding, never read (replaced by 0); NaN / inf in a real
+    # frame is refused with the utterance and frame named
+    r = check_real_frames("ref", r, rl, allow_neg_inf=False)
+    h = check_real_frames("hyp", h, hl, allow_neg_inf=False)
     r, h = r[..., d0:], h[..., d0:]
     B = r.shape[0]
     if not dtw_align:
         dist = torch.linalg.vector_norm(r - h, dim=-1) * MCD_CONSTANT  # (B, T)
-        mask = frame_mask(rl, r.shape[1]).to(dist.dtype)
-        total = (dist * mask).sum(1)
+        mask = frame_mask(rl, r.shape[1])
+        total = torch.where(mask, dist, dist.new_zeros(())).sum(1)
         counts = rl
         mcd = total / counts.clamp(min=1).to(total.dtype)
         pooled = float(total.sum() / max(int(counts.sum()), 1))

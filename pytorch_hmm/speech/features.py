@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.validation import check_lengths
+from ..core.validation import check_lengths, check_real_frames
 from ..errors import HMMTypeError, HMMValueError
 
 __all__ = [
@@ -150,11 +150,19 @@ def _prepare_waveform(
             f"waveform is empty (shape {tuple(waveform.shape)}, lengths {lengths.tolist()}); "
             "every signal needs at least one sample"
         )
-    if not bool(torch.isfinite(waveform).all()):
-        raise HMMValueError("waveform contains NaN or inf")
-    # zero the padding so a padded item sees the same zeros as librosa's constant padding
+    # zero the padding (whatever it holds: it is never read) so a padded item sees the same
+    # zeros as librosa's constant padding; NaN or inf in a real sample is refused
     mask = torch.arange(N, device=waveform.device)[None] < lengths[:, None]
-    return waveform * mask.to(waveform.dtype), lengths, unbatched
+    waveform = torch.where(mask, waveform, waveform.new_zeros(()))
+    if not bool(torch.isfinite(waveform).all()):
+        b, i = torch.nonzero(~torch.isfinite(waveform))[0].tolist()
+        what = "NaN" if bool(torch.isnan(waveform[b, i])) else "inf"
+        raise HMMValueError(
+            f"waveform contains NaN or inf: {what} in signal {b} at sample {i} (a real sample "
+            f"as lengths[{b}] = {int(lengths[b])}); samples must be finite (padding past "
+            "lengths is never read)"
+        )
+    return waveform, lengths, unbatched
 
 
 def _masked_max(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -430,6 +438,9 @@ def _batched(x: torch.Tensor, lengths: Optional[torch.Tensor], name: str = "feat
     if lengths is not None and not isinstance(lengths, torch.Tensor):
         lengths = torch.as_tensor(lengths).reshape(-1)
     lengths = check_lengths(lengths, B, T, x.device, min_value=0, what="frames")
+    # padded frames are never read: replaced by 0 (zero gradient), NaN / inf in a real frame
+    # refused with the sequence and frame named
+    x = check_real_frames(name, x, lengths, allow_neg_inf=False)
     return x, lengths, unbatched
 
 
@@ -477,11 +488,13 @@ def add_deltas(
 ) -> torch.Tensor:
     """Append deltas (and delta-deltas, the deltas of the deltas, as HTK) along the last axis.
 
-    Returns ``(B, T, F * (1 + order))`` (or ``(T, ...)``): ``[c | delta c | delta-delta c]``.
+    Returns ``(B, T, F * (1 + order))`` (or ``(T, ...)``): ``[c | delta c | delta-delta c]``,
+    zero past ``lengths``.
     """
     if order not in (0, 1, 2):
         raise HMMValueError(f"order must be 0, 1 or 2, got {order}")
-    parts = [features]
+    x, _, unbatched = _batched(features, lengths)  # padding replaced by 0, real frames checked
+    parts = [x[0] if unbatched else x]
     for _ in range(order):
         parts.append(deltas(parts[-1], lengths, width=width))
     return torch.cat(parts, dim=-1)
