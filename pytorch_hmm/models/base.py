@@ -12,16 +12,81 @@ import torch
 from torch import nn
 
 from .. import core
-from ..core.validation import check_lengths
+from ..core.validation import check_lengths, check_real_frames, mask_padding
 from ..errors import HMMTypeError, HMMValueError
-from ._common import check_count
+from ._common import StateGuard, check_count, restore_on_error
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
 
+#: The dtypes every model computes in. One rule for all models: a model is built in float32
+#: or float64 (``dtype=``); half precision (float16, bfloat16) is refused at construction with
+#: an ``HMMTypeError`` (the engine's recursions, the Gaussian densities' distance products and
+#: triangular solves need float32 at least). Inputs of any floating dtype (float16 and
+#: bfloat16 included) are converted to the model's dtype, which is exact for half-precision
+#: inputs, and results come back in the model's dtype.
+MODEL_DTYPES = (torch.float32, torch.float64)
+
+
+def check_model_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """``dtype`` when it is one of :data:`MODEL_DTYPES`, else ``HMMTypeError`` naming it."""
+    if not isinstance(dtype, torch.dtype) or dtype not in MODEL_DTYPES:
+        raise HMMTypeError(
+            f"{name} must be torch.float32 or torch.float64, got {dtype!r} (half precision is "
+            "not supported: build the model in float32; float16/bfloat16 inputs are converted)"
+        )
+    return dtype
+
+
+def as_tensor_arg(
+    name: str, value: Any, *, floating: bool = False, list_dtype: Any = np.float64
+) -> torch.Tensor:
+    """``value`` as a tensor: a tensor as it is; a numpy array, a number or a (nested) list or
+    tuple of numbers converted (lists to ``list_dtype``; None: numpy's choice). ``None``,
+    strings, ragged lists and other objects raise ``HMMTypeError`` naming ``name``, as do
+    bool and complex values.
+    ``floating=True``: tensors and arrays must hold floating-point values (an integer tensor
+    passed as features is refused rather than silently read as numbers)."""
+    if isinstance(value, torch.Tensor):
+        t = value
+    else:
+        if value is None or isinstance(value, (str, bytes)):
+            raise HMMTypeError(
+                f"{name} must be a tensor, an array or a list of numbers, got {value!r}"
+            )
+        is_list = isinstance(value, (list, tuple))
+        try:
+            a = np.asarray(value, dtype=list_dtype) if is_list else np.asarray(value)
+        except (TypeError, ValueError) as e:
+            raise HMMTypeError(
+                f"{name} must be a tensor, an array or a (rectangular) list of numbers, got a "
+                f"{type(value).__name__} that does not convert ({e})"
+            ) from None
+        if a.dtype.kind not in "iuf" and not (a.dtype.kind == "b" and not floating):
+            raise HMMTypeError(
+                f"{name} must hold real numbers, got a {type(value).__name__} of dtype {a.dtype}"
+            )
+        t = torch.from_numpy(np.ascontiguousarray(a))
+    if t.dtype.is_complex or t.dtype == torch.bool or (floating and not t.is_floating_point()):
+        raise HMMTypeError(
+            f"{name} must hold {'floating-point' if floating else 'real'} values, got dtype "
+            f"{t.dtype} (shape {tuple(t.shape)})"
+        )
+    return t
+
+
+def as_features(x: Any, like: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Features ``x`` (see :func:`as_tensor_arg`, floating point) on ``like``'s device and in
+    its dtype; a batch of no sequences (B=0) is refused with ``HMMValueError``."""
+    t = as_tensor_arg(name, x, floating=True)
+    if t.dim() == 3 and t.shape[0] == 0:
+        raise HMMValueError(
+            f"{name} has no sequences (shape {tuple(t.shape)}, B=0): pass at least one sequence"
+        )
+    return t.to(device=like.device, dtype=like.dtype)
+
 
 def _as_probs(name: str, p: ArrayLike, shape: Tuple[int, ...]) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(p, dtype=np.float64) if not isinstance(p, torch.Tensor) else p)
-    t = t.to(torch.float64)
+    t = as_tensor_arg(name, p).to(torch.float64)
     if tuple(t.shape) != shape:
         raise HMMValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
     if (t < 0).any() or not torch.isfinite(t).all():
@@ -32,7 +97,7 @@ def _as_probs(name: str, p: ArrayLike, shape: Tuple[int, ...]) -> torch.Tensor:
     return t
 
 
-class BaseHMM(nn.Module):
+class BaseHMM(StateGuard, nn.Module):
     """An HMM with K states whose start and transition probabilities are parameters.
 
     Probabilities are stored as unconstrained logits; ``log_initial()`` and
@@ -40,6 +105,14 @@ class BaseHMM(nn.Module):
     them valid, and transitions that start at zero (left-to-right models) stay exactly zero
     (``-inf``) under gradient training and EM alike. Subclasses implement
     :meth:`emission_log_likelihood`.
+
+    Inputs: features as tensors, numpy arrays or lists of floats (None, strings, integer
+    tensors and B=0 batches are refused with ``HMMTypeError`` / ``HMMValueError`` naming the
+    argument); any layout (transposed, strided). Precision: the model computes in its
+    ``dtype``, float32 or float64 (half precision is refused at construction); inputs of
+    other floating dtypes, float16 and bfloat16 included, are converted to it first.
+    Failing calls change nothing: ``fit``, ``m_step``, the ``set_*`` setters and
+    ``load_state_dict`` check first and put the parameters back if a later step fails.
     """
 
     def __init__(
@@ -51,6 +124,7 @@ class BaseHMM(nn.Module):
     ) -> None:
         super().__init__()
         K = self.num_states = check_count("num_states", num_states)
+        check_model_dtype(dtype)
         sp = (
             torch.full((K,), 1.0 / K, dtype=torch.float64)
             if startprob is None
@@ -112,12 +186,7 @@ class BaseHMM(nn.Module):
         self, x: ArrayLike, lengths: Optional[ArrayLike] = None
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Accept (T, D) or (B, T, D) features (tensor or array); return (B, T, D), lengths."""
-        p = next(self.parameters())
-        if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(np.asarray(x), dtype=p.dtype)
-        if not x.dtype.is_floating_point:
-            raise HMMTypeError(f"x must hold floating-point features, got {x.dtype}")
-        x = x.to(device=p.device, dtype=p.dtype)
+        x = as_features(x, next(self.parameters()))  # refuses None, strings, ints, B=0
         if x.dim() == 2:
             x = x.unsqueeze(0)
         if x.dim() != 3:
@@ -127,20 +196,18 @@ class BaseHMM(nn.Module):
         if T == 0:
             raise HMMValueError("x has no frames (T=0): sequences must have at least one frame")
         lengths = check_lengths(lengths, B, T, x.device)
-        if not bool((lengths < T).any()):  # no padding: one reduction finds any NaN
-            if not torch.isfinite(x.sum()):
-                for what, bad in (("NaN", torch.isnan(x)), ("inf", torch.isinf(x))):
-                    if bad.any():
-                        b, t = torch.nonzero(bad.any(-1))[0].tolist()
-                        raise HMMValueError(f"x contains {what} (sequence {b}, frame {t})")
-            return x, lengths
-        mask = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
-        bad = torch.isnan(x).any(-1) & mask
-        if bad.any():
-            b, t = torch.nonzero(bad)[0].tolist()
-            raise HMMValueError(f"x contains NaN (sequence {b}, frame {t})")
-        # padding may hold anything (NaN included): replace it so it cannot poison a matmul
-        x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
+        # padding may hold anything (NaN, inf): replaced by 0 first, so it is never checked
+        # and cannot poison a matmul; NaN and +-inf in a real frame are refused
+        x = mask_padding(x, lengths)
+        if not torch.isfinite(x.sum()):  # one reduction finds any NaN or inf
+            for what, bad in (("NaN", torch.isnan(x)), ("inf", torch.isinf(x))):
+                if bad.any():
+                    b, t = torch.nonzero(bad.any(-1))[0].tolist()
+                    raise HMMValueError(
+                        f"x contains {what} (sequence {b}, frame {t}): a real frame, as "
+                        f"lengths[{b}] = {int(lengths[b])}; features must be finite "
+                        "(padded frames t >= lengths[b] are never read)"
+                    )
         return x, lengths
 
     def _check_features(self, x: torch.Tensor) -> None:
@@ -195,8 +262,8 @@ class BaseHMM(nn.Module):
         self, n_frames: int, num_sequences: int = 1, generator: Optional[torch.Generator] = None
     ) -> torch.Tensor:
         """Draw state paths (num_sequences, n_frames) from the Markov chain's prior."""
-        if n_frames < 1:
-            raise HMMValueError(f"n_frames must be >= 1, got {n_frames}")
+        n_frames = check_count("n_frames", n_frames)
+        num_sequences = check_count("num_sequences", num_sequences)
         p0 = self.startprob.double()
         A = self.transmat.double()
         z = torch.empty(num_sequences, n_frames, dtype=torch.long)
@@ -297,14 +364,38 @@ class BaseHMM(nn.Module):
         lg = torch.where(probs > 0, probs.log(), -1e4).clamp(min=-1e4)
         logits.copy_(torch.where(mask, lg, 0.0).to(logits))
 
+    def _check_stats(self, stats, params: str) -> None:
+        """Refuse statistics this model cannot use, before anything changes."""
+        from ..training.stats import HMMStats, check_stats
+
+        check_stats(stats, HMMStats, self.num_states)
+        if stats.emission is not None and any(c in params for c in "mcw"):
+            self._check_emission_stats(stats.emission)
+
+    def _check_emission_stats(self, emission) -> None:
+        """Shape checks of the emission statistics (subclasses)."""
+
+    def _check_parameters(self) -> None:
+        lpi, lA = self.log_initial().detach(), self.log_transitions().detach()
+        if not bool(self.start_mask.any()) or bool(torch.isnan(lpi).any()):
+            raise HMMValueError("start_mask allows no start state: startprob would be undefined")
+        if bool(torch.isnan(lA).any()):
+            raise HMMValueError("the transition logits give NaN transition probabilities")
+
     def m_step(self, stats, params: Optional[str] = None):
         """The M-step: update the parameters named in ``params`` (default all) from summed
         statistics (hmmlearn's update rules, priors included); structural zeros of
-        ``startprob`` / ``transmat`` stay zero. Returns ``self``."""
+        ``startprob`` / ``transmat`` stay zero. Returns ``self``.
+
+        Statistics that are not this model's (wrong type or shape), hold NaN or inf, or hold
+        negative counts raise ``HMMValueError`` / ``HMMTypeError`` and nothing changes; an error
+        during the update itself also leaves the model as it was."""
+        from ..training.em import _resolve_params
         from ..training.stats import markov_m_step
 
-        params = self.default_params if params is None else params
-        with torch.no_grad():
+        params = _resolve_params(self, params, "params")
+        self._check_stats(stats, params)
+        with torch.no_grad(), restore_on_error(self):
             if "s" in params or "t" in params:
                 sp, tm = markov_m_step(
                     stats.start.double(),
@@ -443,11 +534,7 @@ class HMMPyTorch(BaseHMM):
         initial_probs: Optional[ArrayLike] = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        tm = torch.as_tensor(
-            np.asarray(transition_matrix)
-            if not isinstance(transition_matrix, torch.Tensor)
-            else transition_matrix
-        )
+        tm = as_tensor_arg("transition_matrix", transition_matrix)
         if tm.dim() != 2 or tm.shape[0] != tm.shape[1]:
             raise HMMValueError(
                 f"transition_matrix must be a square (K, K) matrix, got {tuple(tm.shape)}"
@@ -459,10 +546,7 @@ class HMMPyTorch(BaseHMM):
         super().__init__(K, initial_probs, tm, dtype=dtype)
 
     def _prepare_x(self, x, lengths=None):
-        p = self.start_logits
-        if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(np.asarray(x), dtype=p.dtype)
-        x = x.to(device=p.device, dtype=p.dtype)
+        x = as_features(x, self.start_logits, "log_emissions")
         if x.dim() == 2:
             x = x.unsqueeze(0)
         if x.dim() != 3 or x.shape[-1] != self.num_states:
@@ -470,7 +554,9 @@ class HMMPyTorch(BaseHMM):
                 f"log_emissions must have shape (B, T, K) or (T, K) with K={self.num_states}, "
                 f"got {tuple(x.shape)}"
             )
-        return x, check_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        lengths = check_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        # padded frames are never read (replaced by 0); -inf in a real frame is "impossible"
+        return check_real_frames("log_emissions", x, lengths), lengths
 
     def emission_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         return x

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import HMMTypeError, HMMValueError
+from ._common import check_count, check_real
 from .gaussian import GaussianHMM
 from .mixture import MixtureGaussianHMM
 
@@ -15,11 +16,8 @@ from .mixture import MixtureGaussianHMM
 def left_to_right_probs(num_states: int, self_loop: float = 0.6):
     """``(startprob (K,), transmat (K, K))`` of a left-to-right chain: start in state 0, each
     state stays with ``self_loop`` or moves to the next, the last one stays."""
-    K = int(num_states)
-    if K < 1:
-        raise HMMValueError(f"num_states must be >= 1, got {num_states}")
-    if not 0.0 < self_loop < 1.0:
-        raise HMMValueError(f"self_loop must be in (0, 1), got {self_loop}")
+    K = check_count("num_states", num_states)
+    self_loop = check_real("self_loop", self_loop, low=0.0, high=1.0, low_open=True, high_open=True)
     start = np.zeros(K)
     start[0] = 1.0
     A = np.zeros((K, K))
@@ -41,6 +39,21 @@ def left_to_right_hmm(
     return GaussianHMM(
         int(num_states), feature_dim, covariance_type, startprob=start, transmat=A, dtype=dtype
     )
+
+
+def _check_options(model_type: str, constructor, kwargs) -> None:
+    """``HMMTypeError`` naming the options ``constructor`` does not take (the factory's own
+    arguments excluded)."""
+    import inspect
+
+    own = {"self", "num_states", "num_symbols", "feature_dim", "model", "covariance_type",
+           "dtype"}  # fmt: skip
+    allowed = set(inspect.signature(constructor).parameters) - own
+    bad = sorted(set(kwargs) - allowed)
+    if bad:
+        raise HMMTypeError(
+            f"unexpected options for model_type={model_type!r}: {bad}; allowed: {sorted(allowed)}"
+        )
 
 
 MODEL_TYPES = ("gaussian", "mixture_gaussian", "hsmm", "streaming", "neural")
@@ -80,9 +93,9 @@ def create_speech_hmm(
     for speech) or ``"ergodic"``.
     """
     mt = "mixture_gaussian" if model_type == "mixture" else model_type
-    if mt not in MODEL_TYPES:
+    if not isinstance(mt, str) or mt not in MODEL_TYPES:
         raise HMMValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
-    if topology not in ("left_to_right", "ergodic"):
+    if not isinstance(topology, str) or topology not in ("left_to_right", "ergodic"):
         raise HMMValueError(f"topology must be 'left_to_right' or 'ergodic', got {topology!r}")
     from ..streaming.processor import StreamingHMMProcessor
 
@@ -92,6 +105,7 @@ def create_speech_hmm(
         if topology != "left_to_right":
             raise HMMValueError("model_type='neural' is left-to-right over its symbols only")
         num_symbols = kwargs.pop("num_symbols", num_states)
+        _check_options("neural", NeuralHMM.__init__, kwargs)
         return NeuralHMM(num_symbols, feature_dim, dtype=dtype, **kwargs)
     if mt == "hsmm":
         from .hsmm import HSMM
@@ -112,12 +126,17 @@ def create_speech_hmm(
             dtype=dtype,
             **kwargs,
         )
-    self_loop = float(kwargs.pop("self_loop", 0.6))
+    self_loop = check_real(
+        "self_loop", kwargs.pop("self_loop", 0.6), low=0.0, high=1.0, low_open=True, high_open=True
+    )
+    check_count("num_states", num_states)
+    check_count("feature_dim", feature_dim)
     if topology == "ergodic":  # uniform start and transitions, as GaussianHMM's defaults
         start, A = None, None
     else:
         start, A = left_to_right_probs(num_states, self_loop)
     if mt == "streaming":
+        _check_options("streaming", StreamingHMMProcessor.__init__, kwargs)
         model = None
         if topology == "ergodic":
             model = GaussianHMM(num_states, feature_dim, covariance_type, dtype=dtype)

@@ -9,13 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import HMMValueError
+from ..errors import HMMTypeError, HMMValueError
 from ._common import (  # noqa: F401 (COVARIANCE_TYPES re-exported)
     COVARIANCE_TYPES,
+    check_count,
     check_covariance_type,
     check_min_covar,
 )
-from .base import ArrayLike, BaseHMM
+from .base import ArrayLike, BaseHMM, as_tensor_arg
 
 
 def diag_gaussian_log_likelihood(
@@ -75,6 +76,56 @@ def _diag_log_density(
     return out.reshape(*x.shape[:-1], -1)
 
 
+def full_covars_to_raw(c: torch.Tensor, name: str = "covars") -> torch.Tensor:
+    """Covariance matrices (..., D, D) (float64) -> the stored form: their Cholesky factors
+    with the log of the diagonal. ``HMMValueError`` naming the first bad matrix when one is
+    not finite, not symmetric or not positive definite."""
+    D = c.shape[-1]
+
+    def where(mask: torch.Tensor) -> str:
+        return ", ".join(str(i) for i in torch.nonzero(mask)[0].tolist())
+
+    finite = torch.isfinite(c).all(-1).all(-1)
+    if not bool(finite.all()):
+        raise HMMValueError(f"{name}[{where(~finite)}] is not finite: covariances must be finite")
+    asym = (c - c.transpose(-1, -2)).abs().amax(dim=(-1, -2))
+    scale = c.abs().amax(dim=(-1, -2)).clamp(min=1e-300)
+    if bool((asym > 1e-6 * scale).any()):
+        bad = asym > 1e-6 * scale
+        raise HMMValueError(
+            f"{name}[{where(bad)}] is not symmetric (largest |C - C^T| "
+            f"{float(asym[bad].max()):.3g}); only symmetric positive definite matrices are "
+            "covariances"
+        )
+    L, info = torch.linalg.cholesky_ex(c)
+    diag = torch.diagonal(L, dim1=-2, dim2=-1)
+    bad = (info != 0) | ~(diag > 0).all(-1) | ~torch.isfinite(diag.log()).all(-1)
+    if bool(bad.any()):
+        raise HMMValueError(f"{name}[{where(bad)}] is not symmetric positive definite")
+    raw = L.clone()
+    idx = torch.arange(D)
+    raw[..., idx, idx] = diag.log()
+    return raw
+
+
+def check_hmmlearn_model(model, attrs) -> None:
+    """``HMMTypeError`` / ``HMMValueError`` unless ``model`` looks like a fitted hmmlearn model
+    with the attributes ``attrs`` (``means_``, ...)."""
+    if not hasattr(model, "covariance_type") or not hasattr(model, "n_components"):
+        raise HMMTypeError(f"model must be an hmmlearn model, got {type(model).__name__}")
+    missing = []
+    for a in attrs:
+        try:
+            getattr(model, a)
+        except AttributeError:
+            missing.append(a)
+    if missing:
+        raise HMMValueError(
+            f"model ({type(model).__name__}) is not fitted: it has no {', '.join(missing)}; "
+            "call its fit() (or set those attributes) before converting"
+        )
+
+
 def _data_covariance(frames: torch.Tensor, min_covar: float, covariance_type: str, K: int):
     """hmmlearn's initial covariances: ``cov(frames) + min_covar * I`` for every state, (K, D)
     variances ("diag") or (K, D, D) matrices ("full")."""
@@ -106,9 +157,7 @@ def state_durations(model, duration: Union[int, ArrayLike]) -> torch.Tensor:
         while int(d.sum()) > total:
             d[int(torch.argmax(d))] -= 1
         return d
-    d = torch.as_tensor(
-        np.asarray(duration) if not isinstance(duration, torch.Tensor) else duration
-    ).cpu()
+    d = as_tensor_arg("duration", duration).cpu()
     if (
         d.shape != (K,)
         or (d.dtype.is_floating_point and not bool((d == d.round()).all()))
@@ -168,10 +217,9 @@ class GaussianHMM(BaseHMM):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         check_covariance_type(covariance_type)
-        if int(feature_dim) < 1:
-            raise HMMValueError(f"feature_dim must be >= 1, got {feature_dim}")
+        D = check_count("feature_dim", feature_dim)
         super().__init__(num_states, startprob, transmat, dtype=dtype)
-        K, D = self.num_states, int(feature_dim)
+        K = self.num_states
         self.feature_dim = D
         self.covariance_type = covariance_type
         self.min_covar = check_min_covar(min_covar)
@@ -187,7 +235,7 @@ class GaussianHMM(BaseHMM):
 
     # -- parameters -------------------------------------------------------------------------
     def set_means(self, means: ArrayLike) -> None:
-        m = torch.as_tensor(np.asarray(means) if not isinstance(means, torch.Tensor) else means)
+        m = as_tensor_arg("means", means)
         if tuple(m.shape) != (self.num_states, self.feature_dim):
             raise HMMValueError(
                 f"means must have shape (K, D) = ({self.num_states}, "
@@ -200,8 +248,7 @@ class GaussianHMM(BaseHMM):
 
     def set_covars(self, covars: ArrayLike) -> None:
         """Set covariances: (K, D) variances for "diag", (K, D, D) matrices for "full"."""
-        c = torch.as_tensor(np.array(covars) if not isinstance(covars, torch.Tensor) else covars)
-        c = c.to(torch.float64)
+        c = as_tensor_arg("covars", covars).to(torch.float64)
         K, D = self.num_states, self.feature_dim
         if self.covariance_type == "diag":
             if tuple(c.shape) != (K, D):
@@ -218,23 +265,7 @@ class GaussianHMM(BaseHMM):
                     f"covars for 'full' must have shape (K, D, D) = ({K}, {D}, {D})"
                     f", got {tuple(c.shape)}"
                 )
-            if not torch.isfinite(c).all():
-                raise HMMValueError("covars must be finite")
-            asym = (c - c.transpose(-1, -2)).abs().amax(dim=(-1, -2))
-            scale = c.abs().amax(dim=(-1, -2)).clamp(min=1e-300)
-            if (asym > 1e-6 * scale).any():
-                k = int(torch.nonzero(asym > 1e-6 * scale)[0])
-                raise HMMValueError(
-                    f"covars[{k}] is not symmetric (largest |C - C^T| {float(asym[k]):.3g}); "
-                    "only symmetric positive definite matrices are covariances"
-                )
-            L, info = torch.linalg.cholesky_ex(c)
-            if (info != 0).any():
-                k = int(torch.nonzero(info)[0])
-                raise HMMValueError(f"covars[{k}] is not symmetric positive definite")
-            raw = L.clone()
-            idx = torch.arange(D)
-            raw[:, idx, idx] = torch.diagonal(L, dim1=-2, dim2=-1).log()
+            raw = full_covars_to_raw(c)
             with torch.no_grad():
                 self.tril_raw.copy_(raw.to(self.tril_raw))
 
@@ -277,6 +308,27 @@ class GaussianHMM(BaseHMM):
 
     def _auto_init_params(self) -> str:
         return "mc" if not bool(self.means.detach().abs().sum() > 0) else ""
+
+    def _check_emission_stats(self, emission) -> None:
+        from ..training.stats import check_gaussian_stats
+
+        check_gaussian_stats(
+            emission, (self.num_states,), self.feature_dim, self.covariance_type, "stats.emission"
+        )
+
+    def _check_parameters(self) -> None:
+        super()._check_parameters()
+        if not bool(torch.isfinite(self.means.detach()).all()):
+            raise HMMValueError("means must be finite")
+        if self.covariance_type == "diag":
+            v = self.log_covars.detach().exp()
+        else:
+            v = torch.diagonal(self.scale_tril().detach(), dim1=-2, dim2=-1)
+        if not bool((torch.isfinite(v) & (v > 0)).all()):
+            raise HMMValueError(
+                "the stored (log-)covariances give variances that are not finite and positive "
+                f"in {self.means.dtype} (e.g. log-variances beyond the exponent's range)"
+            )
 
     def _em_features(self, x: torch.Tensor):
         """What EM computes from the features at every iteration and can keep: for diagonal
@@ -333,20 +385,21 @@ class GaussianHMM(BaseHMM):
         """As :meth:`BaseHMM.init_parameters`; "m": k-means centres of ``frames`` (N, D); "c":
         the covariance of ``frames`` plus ``min_covar`` on the diagonal, for every state
         (hmmlearn's initialisation)."""
-        super().init_parameters(frames, init_params, seed, kmeans_backend)
-        if "m" not in init_params and "c" not in init_params:
-            return
         from ..training.kmeans import kmeans
 
-        if frames is None:
-            raise HMMValueError("initialising means or covariances needs frames")
-        frames = frames.to(self.means)
-        if "m" in init_params:
-            if frames.shape[0] < self.num_states:
+        if "m" in init_params or "c" in init_params:  # everything checked before any change
+            if frames is None:
+                raise HMMValueError("initialising means or covariances needs frames")
+            frames = frames.to(self.means)
+            if "m" in init_params and frames.shape[0] < self.num_states:
                 raise HMMValueError(
                     f"x has {frames.shape[0]} frames, fewer than num_states={self.num_states}: "
                     "k-means initialisation needs at least one frame per state"
                 )
+        super().init_parameters(frames, init_params, seed, kmeans_backend)
+        if "m" not in init_params and "c" not in init_params:
+            return
+        if "m" in init_params:
             centers = kmeans(frames.double(), self.num_states, seed=seed, backend=kmeans_backend)
             self.set_means(centers.centers)
         if "c" in init_params:
@@ -363,7 +416,7 @@ class GaussianHMM(BaseHMM):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Draw ``(x, states)`` from the model: (T, D) and (T,) as hmmlearn's ``sample``, or
         (N, T, D) and (N, T) with ``num_sequences=N``."""
-        N = 1 if num_sequences is None else int(num_sequences)
+        N = 1 if num_sequences is None else check_count("num_sequences", num_sequences)
         z = self.sample_states(n_frames, N, generator=generator)
         with torch.no_grad():
             mu = self.means[z]
@@ -397,6 +450,7 @@ class GaussianHMM(BaseHMM):
     @classmethod
     def from_hmmlearn(cls, model, dtype: torch.dtype = torch.float64) -> GaussianHMM:
         """Build from a fitted ``hmmlearn.hmm.GaussianHMM`` ("diag" or "full")."""
+        check_hmmlearn_model(model, ("startprob_", "transmat_", "means_", "covars_"))
         ctype = model.covariance_type
         check_covariance_type(ctype, "model.covariance_type", "other hmmlearn types do not convert")
         K, D = model.means_.shape

@@ -7,15 +7,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 
 from .. import core
 from ..errors import HMMValueError
 from ..training.stats import GaussianStats, _Stats, markov_m_step
-from ._common import check_count, check_min_covar
-from .base import ArrayLike
+from ._common import StateGuard, check_count, check_min_covar, check_real, restore_on_error
+from .base import ArrayLike, as_tensor_arg, check_model_dtype
 from .gaussian import GaussianHMM
 from .mixture import MixtureGaussianHMM
 
@@ -42,8 +41,7 @@ class HSMMStats(_Stats):
 
 
 def _probs(name: str, p: ArrayLike, shape: Tuple[int, ...], rows_may_be_zero: bool = False):
-    t = torch.as_tensor(p if isinstance(p, torch.Tensor) else np.asarray(p, dtype=np.float64))
-    t = t.detach().to(torch.float64).cpu()
+    t = as_tensor_arg(name, p).detach().to(torch.float64).cpu()
     if tuple(t.shape) != shape:
         raise HMMValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
     if not torch.isfinite(t).all() or (t < 0).any():
@@ -60,7 +58,7 @@ def _probs(name: str, p: ArrayLike, shape: Tuple[int, ...], rows_may_be_zero: bo
     return t
 
 
-class HSMM(nn.Module):
+class HSMM(StateGuard, nn.Module):
     """A hidden semi-Markov model: each visit to a state lasts a number of frames drawn from
     the state's duration distribution, an ``nn.Module``.
 
@@ -115,6 +113,8 @@ class HSMM(nn.Module):
         check_count("num_states", num_states)
         check_count("feature_dim", feature_dim)
         check_min_covar(min_covar)
+        check_model_dtype(dtype)
+        check_real("duration_floor", duration_floor, low=0.0, high=1.0, high_open=True)
         for name, value, allowed in (
             ("duration", duration, DURATIONS),
             ("emission", emission, EMISSIONS),
@@ -455,12 +455,29 @@ class HSMM(nn.Module):
                 num_sequences=torch.tensor(x.shape[0], device=x.device),
             )
 
+    def _check_parameters(self) -> None:
+        if not bool(torch.isfinite(self.log_durations().detach()).all()):
+            raise HMMValueError("the duration parameters give non-finite duration probabilities")
+        if bool(torch.isnan(self.log_initial().detach()).any()) or bool(
+            torch.isnan(self.log_transitions().detach()).any()
+        ):
+            raise HMMValueError("the start / transition logits give NaN probabilities")
+        self.emission._check_parameters()
+
     def m_step(self, stats: HSMMStats, params: Optional[str] = None) -> HSMM:
         """Update the parameters named in ``params`` ("s" start, "t" transitions, "d"
         durations, "m" means, "c" covariances, "w" mixture weights) from summed statistics.
-        Structural zeros stay zero. Returns ``self``."""
-        params = self.default_params if params is None else params
-        with torch.no_grad():
+        Structural zeros stay zero. Returns ``self``. Statistics of another model, with NaN,
+        inf or negative counts raise and nothing changes (as :meth:`BaseHMM.m_step
+        <pytorch_hmm.models.base.BaseHMM.m_step>`)."""
+        from ..training.em import _resolve_params
+        from ..training.stats import check_stats
+
+        params = _resolve_params(self, params, "params")
+        check_stats(stats, HSMMStats, self.num_states, self.max_duration)
+        if stats.emission is not None and any(c in params for c in "mcw"):
+            self.emission._check_emission_stats(stats.emission)
+        with torch.no_grad(), restore_on_error(self):
             if "s" in params or "t" in params:
                 sp, tm = markov_m_step(
                     stats.start.double(),
@@ -564,8 +581,19 @@ class HSMM(nn.Module):
         model: for a left-to-right topology by a flat start (uniform segmentation of each
         sequence), else by k-means. Parametric duration families are re-estimated by moment
         matching of the expected durations. Returns ``self``."""
-        from ..training.em import batch_source, fit_em
+        with restore_on_error(self, ("log_likelihood_history", "converged", "n_iter_")):
+            return self._fit(
+                x, lengths, n_iter=n_iter, tol=tol, params=params, init_params=init_params,
+                verbose=verbose, distributed=distributed, process_group=process_group, seed=seed,
+                kmeans_backend=kmeans_backend,
+            )  # fmt: skip
 
+    def _fit(self, x, lengths, *, n_iter, tol, params, init_params, verbose, distributed,
+             process_group, seed, kmeans_backend) -> HSMM:  # fmt: skip
+        from ..training.em import _resolve_params, batch_source, fit_em
+
+        check_count("n_iter", n_iter, minimum=0)
+        _resolve_params(self, params, "params")
         if init_params == "auto":
             init_params = self._auto_init_params()
             if init_params and self.topology == "left_to_right" and not distributed:
@@ -622,11 +650,9 @@ class HSMM(nn.Module):
         then cut short). An ergodic model needs ``n_frames``."""
         if n_frames is None and self.topology != "left_to_right":
             raise HMMValueError("sample: an ergodic HSMM never ends by itself; pass n_frames")
-        if n_frames is not None and int(n_frames) < 1:
-            raise HMMValueError(f"n_frames must be >= 1, got {n_frames}")
-        N = int(num_sequences)
-        if N < 1:
-            raise HMMValueError(f"num_sequences must be >= 1, got {num_sequences}")
+        if n_frames is not None:
+            n_frames = check_count("n_frames", n_frames)
+        N = check_count("num_sequences", num_sequences)
         p0 = self.startprob.double().cpu()
         A = self.transmat.double().cpu()
         P = self.durations.double().cpu()
@@ -692,9 +718,7 @@ class HSMM(nn.Module):
             else:
                 d = P.argmax(-1) + 1
         else:
-            d = torch.as_tensor(
-                durations if isinstance(durations, torch.Tensor) else np.asarray(durations)
-            )
+            d = as_tensor_arg("durations", durations)
             if d.shape != (K,) or d.dtype.is_floating_point and not bool((d == d.round()).all()):
                 raise HMMValueError(
                     f"durations must be (K,) = ({K},) whole frame counts, got shape "

@@ -9,20 +9,18 @@ import torch
 from torch import nn
 
 from ..errors import HMMValueError
-from ._common import check_covariance_type, check_min_covar
-from .base import ArrayLike, BaseHMM
+from ._common import check_count, check_covariance_type, check_min_covar
+from .base import ArrayLike, BaseHMM, as_tensor_arg
 from .gaussian import (
     _data_covariance,
     _diag_log_density,
+    check_hmmlearn_model,
+    full_covars_to_raw,
     full_gaussian_log_likelihood,
     generate_with_durations,
 )
 
 COVARIANCE_CENTERS = ("new", "previous")
-
-
-def _tensor(a: ArrayLike) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a
 
 
 class MixtureGaussianHMM(BaseHMM):
@@ -71,12 +69,10 @@ class MixtureGaussianHMM(BaseHMM):
             raise HMMValueError(
                 f"covariance_center must be one of {COVARIANCE_CENTERS}, got {covariance_center!r}"
             )
-        if int(feature_dim) < 1:
-            raise HMMValueError(f"feature_dim must be >= 1, got {feature_dim}")
-        if int(num_mixtures) < 1:
-            raise HMMValueError(f"num_mixtures must be >= 1, got {num_mixtures}")
+        D = check_count("feature_dim", feature_dim)
+        M = check_count("num_mixtures", num_mixtures)
         super().__init__(num_states, startprob, transmat, dtype=dtype)
-        K, M, D = self.num_states, int(num_mixtures), int(feature_dim)
+        K = self.num_states
         self.feature_dim, self.num_mixtures = D, M
         self.covariance_type = covariance_type
         self.covariance_center = covariance_center
@@ -97,7 +93,7 @@ class MixtureGaussianHMM(BaseHMM):
     # -- parameters -------------------------------------------------------------------------
     def set_weights(self, weights: ArrayLike) -> None:
         """Mixture weights (K, M), rows summing to one."""
-        w = _tensor(weights).to(torch.float64)
+        w = as_tensor_arg("weights", weights).to(torch.float64)
         K, M = self.num_states, self.num_mixtures
         if tuple(w.shape) != (K, M):
             raise HMMValueError(
@@ -113,7 +109,7 @@ class MixtureGaussianHMM(BaseHMM):
             )
 
     def set_means(self, means: ArrayLike) -> None:
-        m = _tensor(means)
+        m = as_tensor_arg("means", means)
         shape = (self.num_states, self.num_mixtures, self.feature_dim)
         if tuple(m.shape) != shape:
             raise HMMValueError(f"means must have shape (K, M, D) = {shape}, got {tuple(m.shape)}")
@@ -124,7 +120,7 @@ class MixtureGaussianHMM(BaseHMM):
 
     def set_covars(self, covars: ArrayLike) -> None:
         """Covariances: (K, M, D) variances for "diag", (K, M, D, D) matrices for "full"."""
-        c = _tensor(covars).to(torch.float64)
+        c = as_tensor_arg("covars", covars).to(torch.float64)
         K, M, D = self.num_states, self.num_mixtures, self.feature_dim
         if self.covariance_type == "diag":
             if tuple(c.shape) != (K, M, D):
@@ -132,8 +128,8 @@ class MixtureGaussianHMM(BaseHMM):
                     f"covars for 'diag' must have shape (K, M, D) = ({K}, {M}, {D}), "
                     f"got {tuple(c.shape)}"
                 )
-            if not (c > 0).all():
-                raise HMMValueError("covars must be positive")
+            if not ((c > 0) & torch.isfinite(c)).all():
+                raise HMMValueError("covars must be positive and finite")
             with torch.no_grad():
                 self.log_covars.copy_(c.log().to(self.log_covars))
             return
@@ -142,13 +138,7 @@ class MixtureGaussianHMM(BaseHMM):
                 f"covars for 'full' must have shape (K, M, D, D) = ({K}, {M}, {D}, {D}), "
                 f"got {tuple(c.shape)}"
             )
-        L, info = torch.linalg.cholesky_ex(c)
-        if (info != 0).any():
-            k, m = torch.nonzero(info)[0].tolist()
-            raise HMMValueError(f"covars[{k}, {m}] is not symmetric positive definite")
-        raw = L.clone()
-        idx = torch.arange(D)
-        raw[..., idx, idx] = torch.diagonal(L, dim1=-2, dim2=-1).log()
+        raw = full_covars_to_raw(c)
         with torch.no_grad():
             self.tril_raw.copy_(raw.to(self.tril_raw))
 
@@ -198,6 +188,33 @@ class MixtureGaussianHMM(BaseHMM):
     # -- EM ---------------------------------------------------------------------------------
     def _auto_init_params(self) -> str:
         return "mcw" if not bool(self.means.detach().abs().sum() > 0) else ""
+
+    def _check_emission_stats(self, emission) -> None:
+        from ..training.stats import check_gaussian_stats
+
+        check_gaussian_stats(
+            emission,
+            (self.num_states, self.num_mixtures),
+            self.feature_dim,
+            self.covariance_type,
+            "stats.emission",
+        )
+
+    def _check_parameters(self) -> None:
+        super()._check_parameters()
+        if not bool(torch.isfinite(self.means.detach()).all()):
+            raise HMMValueError("means must be finite")
+        if self.covariance_type == "diag":
+            v = self.log_covars.detach().exp()
+        else:
+            v = torch.diagonal(self.scale_tril().detach(), dim1=-2, dim2=-1)
+        if not bool((torch.isfinite(v) & (v > 0)).all()):
+            raise HMMValueError(
+                "the stored (log-)covariances give variances that are not finite and positive "
+                f"in {self.means.dtype} (e.g. log-variances beyond the exponent's range)"
+            )
+        if not bool(torch.isfinite(self.log_weights().detach()).all()):
+            raise HMMValueError("the weight logits give non-finite mixture weights")
 
     def _emission_forward(self, x, features=None):
         comp = self.component_log_likelihood(x)
@@ -249,23 +266,24 @@ class MixtureGaussianHMM(BaseHMM):
         """As :meth:`BaseHMM.init_parameters`; "m": k-means into K clusters, then each
         cluster's frames into M (a cluster with fewer than M frames takes random frames of the
         data); "c": the data covariance plus ``min_covar``; "w": uniform weights."""
-        super().init_parameters(frames, init_params, seed, kmeans_backend)
+        from ..training.kmeans import kmeans
+
         K, M, D = self.num_states, self.num_mixtures, self.feature_dim
+        if "m" in init_params or "c" in init_params:  # everything checked before any change
+            if frames is None:
+                raise HMMValueError("initialising means or covariances needs frames")
+            if "m" in init_params and frames.shape[0] < K:
+                raise HMMValueError(
+                    f"x has {frames.shape[0]} frames, fewer than num_states={K}: "
+                    "k-means initialisation needs at least one frame per state"
+                )
+        super().init_parameters(frames, init_params, seed, kmeans_backend)
         if "w" in init_params:
             self.set_weights(torch.full((K, M), 1.0 / M, dtype=torch.float64))
         if "m" not in init_params and "c" not in init_params:
             return
-        from ..training.kmeans import kmeans
-
-        if frames is None:
-            raise HMMValueError("initialising means or covariances needs frames")
         f = frames.double()
         if "m" in init_params:
-            if f.shape[0] < K:
-                raise HMMValueError(
-                    f"x has {f.shape[0]} frames, fewer than num_states={K}: "
-                    "k-means initialisation needs at least one frame per state"
-                )
             top = kmeans(f, K, seed=seed, backend=kmeans_backend)
             g = torch.Generator().manual_seed(0 if seed is None else int(seed))
             means = torch.empty(K, M, D, dtype=torch.float64)
@@ -289,7 +307,7 @@ class MixtureGaussianHMM(BaseHMM):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Draw ``(x, states)``: (T, D) and (T,), or (N, T, D) and (N, T) with
         ``num_sequences=N``."""
-        N = 1 if num_sequences is None else int(num_sequences)
+        N = 1 if num_sequences is None else check_count("num_sequences", num_sequences)
         z = self.sample_states(n_frames, N, generator=generator)
         with torch.no_grad():
             w = self.weights.double().cpu()[z.cpu()].reshape(-1, self.num_mixtures)
@@ -324,6 +342,7 @@ class MixtureGaussianHMM(BaseHMM):
     ) -> MixtureGaussianHMM:
         """Build from an ``hmmlearn.hmm.GMMHMM`` ("diag" or "full"); by default with
         ``covariance_center="previous"``, so that EM continues exactly as hmmlearn's."""
+        check_hmmlearn_model(model, ("startprob_", "transmat_", "weights_", "means_", "covars_"))
         ctype = model.covariance_type
         check_covariance_type(ctype, "model.covariance_type", "other hmmlearn types do not convert")
         K, M, D = np.asarray(model.means_).shape

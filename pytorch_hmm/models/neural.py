@@ -26,6 +26,8 @@ from .. import core
 from ..core.transitions import Transitions
 from ..core.validation import check_lengths
 from ..errors import HMMTypeError, HMMValueError
+from ._common import StateGuard, check_count, check_real
+from .base import as_features, as_tensor_arg, check_model_dtype
 
 ENCODERS = ("conv", "lstm", "transformer")
 LOG_2PI = math.log(2 * math.pi)
@@ -98,7 +100,7 @@ class _Encoder(nn.Module):
         return self.tf(h, src_key_padding_mask=~mask.squeeze(-1)) * mask
 
 
-class NeuralHMM(nn.Module):
+class NeuralHMM(StateGuard, nn.Module):
     """Neural HMM acoustic model for TTS, trained by the engine's exact log-likelihood.
 
     ``NeuralHMM(num_symbols, feature_dim=80, states_per_phone=2, hidden_dim=256,
@@ -149,10 +151,14 @@ class NeuralHMM(nn.Module):
         ):
             if isinstance(v, bool) or int(v) != v or int(v) < 1:
                 raise HMMValueError(f"{name} must be an integer >= 1, got {v!r}")
-        if encoder not in ENCODERS:
+        check_count("encoder_layers", encoder_layers, minimum=0)
+        check_count("prenet_dim", prenet_dim)
+        check_real("dropout", dropout, low=0.0, high=1.0, high_open=True)
+        check_real("prenet_dropout", prenet_dropout, low=0.0, high=1.0, high_open=True)
+        check_model_dtype(dtype)
+        if not isinstance(encoder, str) or encoder not in ENCODERS:
             raise HMMValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
-        if not variance_floor > 0:
-            raise HMMValueError(f"variance_floor must be > 0, got {variance_floor}")
+        check_real("variance_floor", variance_floor, low=0.0, low_open=True)
         H, D = int(hidden_dim), int(feature_dim)
         self.num_symbols, self.feature_dim = int(num_symbols), D
         self.states_per_phone = int(states_per_phone)
@@ -178,7 +184,7 @@ class NeuralHMM(nn.Module):
     # -- inputs -----------------------------------------------------------------------------
     def _check_symbols(self, symbols, symbol_lengths) -> Tuple[torch.Tensor, torch.Tensor]:
         dev = self.out.weight.device
-        symbols = torch.as_tensor(symbols, device=dev)
+        symbols = as_tensor_arg("symbols", symbols, list_dtype=None).to(dev)
         if symbols.dim() == 1:
             symbols = symbols.unsqueeze(0)
         if symbols.dim() != 2:
@@ -188,6 +194,8 @@ class NeuralHMM(nn.Module):
         if symbols.dtype.is_floating_point or symbols.dtype == torch.bool:
             raise HMMTypeError(f"symbols must hold integer ids, got {symbols.dtype}")
         B, N = symbols.shape
+        if B == 0:
+            raise HMMValueError("symbols has no utterances (B=0): pass at least one")
         if N == 0:
             raise HMMValueError("symbols is empty (N=0): every utterance needs at least one symbol")
         sl = check_lengths(symbol_lengths, B, N, dev, name="symbol_lengths")
@@ -203,7 +211,7 @@ class NeuralHMM(nn.Module):
 
     def _check_frames(self, x, lengths, B: int) -> Tuple[torch.Tensor, torch.Tensor]:
         w = self.out.weight
-        x = torch.as_tensor(x, device=w.device)
+        x = as_features(x, w)  # refuses None, strings, integer tensors; any float dtype
         if x.dim() == 2:
             x = x.unsqueeze(0)
         if x.dim() != 3 or x.shape[0] != B or x.shape[2] != self.feature_dim:
@@ -212,7 +220,6 @@ class NeuralHMM(nn.Module):
             )
         if x.shape[1] == 0:
             raise HMMValueError("x has no frames (T=0)")
-        x = x.to(w.dtype)
         L = check_lengths(lengths, B, x.shape[1], w.device)
         mask = torch.arange(x.shape[1], device=w.device).unsqueeze(0) < L.unsqueeze(1)
         bad = ~torch.isfinite(x).all(-1) & mask
@@ -336,7 +343,7 @@ class NeuralHMM(nn.Module):
         minimise); utterances with no path are left out (with :meth:`log_likelihood`'s
         warning)."""
         ll = self.log_likelihood(symbols, symbol_lengths, x, lengths)
-        L = check_lengths(lengths, ll.shape[0], torch.as_tensor(x).shape[-2], ll.device)
+        L = check_lengths(lengths, ll.shape[0], as_tensor_arg("x", x).shape[-2], ll.device)
         ok = torch.isfinite(ll)
         if not bool(ok.any()):
             raise HMMValueError("loss: no utterance in the batch has a path (all too short)")
@@ -388,12 +395,13 @@ class NeuralHMM(nn.Module):
         ``quantile``; larger = slower speech); each frame is the emission mean, or a sample
         with standard deviation scaled by ``temperature``. ``max_frames`` caps the output
         (default 50 frames per state). The networks run in eval mode."""
-        if duration not in ("quantile", "sample"):
+        if not isinstance(duration, str) or duration not in ("quantile", "sample"):
             raise HMMValueError(f"duration must be 'quantile' or 'sample', got {duration!r}")
-        if not 0.0 < quantile < 1.0:
-            raise HMMValueError(f"quantile must be in (0, 1), got {quantile}")
-        if temperature < 0:
-            raise HMMValueError(f"temperature must be >= 0, got {temperature}")
+        quantile = check_real("quantile", quantile, low=0.0, high=1.0, low_open=True,
+                              high_open=True)  # fmt: skip
+        temperature = check_real("temperature", temperature, low=0.0)
+        if max_frames is not None:
+            max_frames = check_count("max_frames", max_frames)
         was = self.training
         self.eval()
         try:

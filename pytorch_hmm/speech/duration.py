@@ -17,6 +17,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from ..errors import HMMTypeError, HMMValueError
+from ..models._common import check_count, check_real
 
 __all__ = ["DurationModel", "DurationPrediction"]
 
@@ -80,20 +81,16 @@ class DurationModel:
         variance_floor: float = 0.01,
         min_duration: int = 1,
     ) -> None:
-        if n_states < 1:
-            raise HMMValueError(f"n_states must be >= 1, got {n_states}")
+        n_states = check_count("n_states", n_states)
+        min_count = check_count("min_count", min_count)
+        min_duration = check_count("min_duration", min_duration, minimum=0)
+        variance_floor = check_real("variance_floor", variance_floor, low=0.0, low_open=True)
         if distribution not in ("gaussian", "lognormal"):
             raise HMMValueError(
                 f"distribution must be 'gaussian' or 'lognormal', got {distribution!r}"
             )
         if context not in ("none", "triphone"):
             raise HMMValueError(f"context must be 'none' or 'triphone', got {context!r}")
-        if min_count < 1:
-            raise HMMValueError(f"min_count must be >= 1, got {min_count}")
-        if variance_floor <= 0:
-            raise HMMValueError(f"variance_floor must be > 0, got {variance_floor}")
-        if min_duration < 0:
-            raise HMMValueError(f"min_duration must be >= 0, got {min_duration}")
         self.n_states = n_states
         self.distribution = distribution
         self.context = context
@@ -112,7 +109,9 @@ class DurationModel:
         return f"{left}-{phones[k]}+{right}"
 
     def _as_durations(self, d, n_phones: int, i: int) -> torch.Tensor:
-        t = torch.as_tensor(d, dtype=torch.float64)
+        from ..models.base import as_tensor_arg
+
+        t = as_tensor_arg(f"durations[{i}]", d).to(torch.float64)
         want = (n_phones,) if self.n_states == 1 else (n_phones, self.n_states)
         if self.n_states == 1 and t.dim() == 2 and t.shape[1] == 1:
             t = t[:, 0]
@@ -141,8 +140,14 @@ class DurationModel:
             durations: per utterance, frames per phone ``(K,)`` or per state ``(K, n_states)``.
 
         Returns:
-            ``self``.
+            ``self``; on any error (nothing is changed before every utterance is checked) the
+            model is as it was.
         """
+        for name, v in (("phone_sequences", phone_sequences), ("durations", durations)):
+            if v is None or isinstance(v, (str, bytes)) or not hasattr(v, "__len__"):
+                raise HMMTypeError(
+                    f"{name} must be a sequence with one entry per utterance, got {v!r:.80}"
+                )
         if len(phone_sequences) != len(durations):
             raise HMMValueError(
                 f"got {len(phone_sequences)} phone sequences but {len(durations)} duration arrays"
@@ -160,9 +165,16 @@ class DurationModel:
 
         n_tokens = 0
         for i, (phones, d) in enumerate(zip(phone_sequences, durations)):
-            if isinstance(phones, str):
-                raise HMMTypeError(f"phone_sequences[{i}] must be a sequence of labels, not a str")
+            if isinstance(phones, str) or not hasattr(phones, "__iter__"):
+                raise HMMTypeError(
+                    f"phone_sequences[{i}] must be a sequence of labels, got {phones!r:.80}"
+                )
             phones = list(phones)
+            if not all(isinstance(p, str) for p in phones):
+                bad = next(p for p in phones if not isinstance(p, str))
+                raise HMMTypeError(
+                    f"phone_sequences[{i}] must hold str labels, got {type(bad).__name__} {bad!r}"
+                )
             x = self._transform(self._as_durations(d, len(phones), i))
             for k, p in enumerate(phones):
                 add("*", x[k])
@@ -268,9 +280,12 @@ class DurationModel:
         """
         if isinstance(phones, str):
             raise HMMTypeError("phones must be a sequence of labels, not a str")
+        if phones is None or not hasattr(phones, "__iter__"):
+            raise HMMTypeError(f"phones must be a sequence of labels, got {phones!r:.80}")
+        rho = check_real("rho", rho)
         mean, var, units = self.unit_parameters(phones)
         if total_frames is not None:
-            if total_frames <= 0:
+            if check_real("total_frames", total_frames) <= 0:
                 raise HMMValueError(f"total_frames must be > 0, got {total_frames}")
             rho = self._solve_rho(mean, var, float(total_frames)) if units else 0.0
         cont = self._continuous(mean, var, rho).clamp(min=0)

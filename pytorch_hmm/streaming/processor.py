@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +28,8 @@ from .. import core
 from ..core.inference import ForwardCarry, ViterbiCarry
 from ..core.online import OnlineViterbi
 from ..errors import HMMTypeError, HMMValueError
+from ..models._common import check_count, check_real
+from ..models.base import as_tensor_arg
 from ..models.factory import left_to_right_hmm
 from .features import StreamingFrontEnd
 
@@ -88,16 +89,18 @@ class StreamingHMMProcessor(nn.Module):
         backend: Optional[str] = None,
     ) -> None:
         super().__init__()
-        if int(chunk_size) < 1:
-            raise HMMValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        if not 0 <= int(overlap) < int(chunk_size):
+        chunk_size = check_count("chunk_size", chunk_size)
+        if not 0 <= check_count("overlap", overlap, minimum=0) < chunk_size:
             raise HMMValueError(f"overlap must be in [0, chunk_size={chunk_size}), got {overlap}")
-        if int(smoothing_lag) < 0:
-            raise HMMValueError(f"smoothing_lag must be >= 0 frames, got {smoothing_lag}")
-        if max_delay is not None and int(max_delay) < 1:
-            raise HMMValueError(f"max_delay must be >= 1 frame or None, got {max_delay}")
-        if beam is not None and not float(beam) > 0:
-            raise HMMValueError(f"beam must be > 0 (log units) or None, got {beam}")
+        check_count("smoothing_lag", smoothing_lag, minimum=0)
+        if max_delay is not None:
+            check_count("max_delay", max_delay)
+        if beam is not None:
+            check_real("beam", beam, low=0.0, low_open=True)
+        if num_states is not None:
+            check_count("num_states", num_states)
+        if feature_dim is not None:
+            check_count("feature_dim", feature_dim)
         front = None
         if feature_extractor is not None:
             front = StreamingFrontEnd(feature_extractor)  # refuses what cannot stream
@@ -195,8 +198,7 @@ class StreamingHMMProcessor(nn.Module):
 
     def _as_input(self, chunk, lengths):
         p = self._param()
-        if not isinstance(chunk, torch.Tensor):
-            chunk = torch.as_tensor(np.asarray(chunk))
+        chunk = as_tensor_arg("chunk", chunk)  # refuses None, strings, ragged lists
         if not chunk.is_floating_point():
             raise HMMTypeError(f"chunk must hold floating-point values, got dtype {chunk.dtype}")
         if chunk.device != p.device:

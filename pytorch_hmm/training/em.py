@@ -6,6 +6,7 @@ and the distributed all-reduce of the statistics."""
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import HMMTypeError, HMMValueError
+from ..models._common import check_count, restore_on_error
 
 Batch = Tuple[Any, Optional[torch.Tensor]]
 
@@ -64,6 +66,16 @@ def as_batch(x: Any, lengths: Any = None) -> Tuple[Any, Optional[torch.Tensor]]:
     return x, lengths
 
 
+def _is_number_list(data: Any, depth: int = 3) -> bool:
+    """A (nested) list or tuple of Python numbers: one array written out, (T, D) or (B, T, D),
+    not a list of batches."""
+    if isinstance(data, numbers.Number) and not isinstance(data, bool):
+        return True
+    if depth == 0 or not isinstance(data, (list, tuple)) or not data:
+        return False
+    return all(_is_number_list(e, depth - 1) for e in data)
+
+
 def _is_sequence_list(data: Any) -> bool:
     if not isinstance(data, (list, tuple)) or not data:
         return False
@@ -81,7 +93,7 @@ def _unpack(item: Any) -> Batch:
         return as_batch(item["x"], item.get("lengths"))
     if isinstance(item, (list, tuple)) and len(item) == 2:
         return as_batch(item[0], item[1])
-    raise HMMValueError(
+    raise HMMTypeError(
         "each batch must be x (B, T, D), a pair (x, lengths) or a dict with 'x' and 'lengths', "
         f"got {type(item).__name__}"
     )
@@ -94,6 +106,15 @@ def batch_source(data: Any, lengths: Any = None) -> Callable[[], Iterable[Batch]
     (one padded batch), a re-iterable of batches (a list of batches, a ``DataLoader``), or a
     callable returning an iterator of batches. A one-shot iterator (a generator) is rejected:
     EM reads the data once per iteration."""
+    if data is None or isinstance(data, (str, bytes)):
+        raise HMMTypeError(
+            "x (the data) must be a tensor, an array, a list of sequences or an iterable of "
+            f"batches, got {data!r:.80}"
+        )
+    if isinstance(data, (list, tuple)) and _is_number_list(data):  # an array written as lists
+        from ..models.base import as_tensor_arg
+
+        data = as_tensor_arg("x", data)
     if isinstance(data, (torch.Tensor, np.ndarray)) or _is_sequence_list(data):
         one = as_batch(data, lengths)
 
@@ -110,8 +131,8 @@ def batch_source(data: Any, lengths: Any = None) -> Callable[[], Iterable[Batch]
         it = iter(data)
     except TypeError:
         raise HMMTypeError(
-            f"data must be a tensor, an array, a list of sequences or an iterable of batches, "
-            f"got {type(data).__name__}"
+            "x (the data) must be a tensor, an array, a list of sequences or an iterable of "
+            f"batches, got {type(data).__name__}"
         ) from None
     if it is data:
         raise HMMValueError(
@@ -141,6 +162,10 @@ def collect_frames(model, source, max_frames: int) -> torch.Tensor:
 def _resolve_params(model, params: Optional[str], what: str) -> str:
     allowed = model.default_params
     p = allowed if params is None else params
+    if not isinstance(p, str):
+        raise HMMTypeError(
+            f"{what} must be a string of letters of {allowed!r} (or None), got {p!r}"
+        )
     bad = set(p) - set(allowed)
     if bad:
         raise HMMValueError(f"{what} may only hold letters of {allowed!r}, got {p!r}")
@@ -174,9 +199,14 @@ def fit_em(
     max_init_frames: int = 200_000,
 ):
     """Baum-Welch EM for ``model`` (a :class:`~pytorch_hmm.models.base.BaseHMM` with
-    ``accumulate`` / ``m_step``); see ``BaseHMM.fit`` for the arguments. Returns ``model``."""
-    if int(n_iter) < 0:
-        raise HMMValueError(f"n_iter must be >= 0, got {n_iter}")
+    ``accumulate`` / ``m_step``); see ``BaseHMM.fit`` for the arguments. Returns ``model``.
+
+    Arguments and in-memory data are checked before anything changes; if the fit fails later
+    (bad data in a streamed batch, an error in an M-step), the model's parameters and its
+    ``log_likelihood_history`` / ``converged`` / ``n_iter_`` are put back as they were."""
+    n_iter = check_count("n_iter", n_iter, minimum=0)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating, np.integer)):
+        raise HMMTypeError(f"tol must be a number, got {tol!r}")
     if math.isnan(tol):
         raise HMMValueError("tol must be a number, got NaN")
     params = _resolve_params(model, params, "params")
@@ -191,6 +221,24 @@ def fit_em(
             raise RuntimeError(
                 "distributed=True needs torch.distributed initialised (init_process_group)"
             )
+    attrs = ("log_likelihood_history", "converged", "n_iter_")
+    with restore_on_error(model, attrs):
+        return _fit_em(
+            model, source, n_iter, tol, params, init_params, verbose, distributed,
+            process_group, seed, kmeans_backend, max_init_frames,
+        )  # fmt: skip
+
+
+def _fit_em(
+    model, source, n_iter, tol, params, init_params, verbose, distributed, process_group, seed,
+    kmeans_backend, max_init_frames,
+):  # fmt: skip
+    # data held in memory is checked and converted once, before anything changes, not at
+    # every iteration
+    batches = list(source()) if getattr(source, "in_memory", False) else None
+    if batches is not None:
+        with torch.no_grad():
+            batches = [model._prepare_x(xb, lb) for xb, lb in batches]
     if init_params:
         need_frames = any(c in init_params for c in model.data_init_params)
         frames = collect_frames(model, source, max_init_frames) if need_frames else None
@@ -200,12 +248,8 @@ def fit_em(
 
             broadcast_parameters(model, src=0, group=process_group)
 
-    # data held in memory is checked and converted once, not at every iteration
-    batches = list(source()) if getattr(source, "in_memory", False) else None
-    if batches is not None:
+    if batches is not None:  # what every iteration would compute again (e.g. [x^2, x])
         with torch.no_grad():
-            batches = [model._prepare_x(xb, lb) for xb, lb in batches]
-            # and what every iteration would compute again from them (e.g. [x^2, x])
             batches = [(xb, lb, model._em_features(xb)) for xb, lb in batches]
 
     history: List[float] = []

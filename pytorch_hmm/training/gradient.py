@@ -49,7 +49,18 @@ def fit_gradient(
 ) -> List[float]:
     """Train ``model`` by minimising :func:`nll_loss` with ``optimizer`` (default Adam with
     ``lr``), one step per batch, for ``n_epochs`` passes over ``data`` (same forms as
-    ``fit``). Returns the loss history (the mean loss of each epoch)."""
+    ``fit``). Returns the loss history (the mean loss of each epoch).
+
+    Arguments are checked first; if a step fails (bad data in a later batch), the model's
+    parameters are put back as they were before the call (a given ``optimizer``'s own
+    state, e.g. Adam's moments, is not)."""
+    from ..models._common import check_count, check_real, restore_on_error
+
+    n_epochs = check_count("n_epochs", n_epochs, minimum=0)
+    if reduction not in REDUCTIONS:
+        raise HMMValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if optimizer is None:
+        check_real("lr", lr, low=0.0, low_open=True)
     source = batch_source(data, lengths)
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -63,19 +74,20 @@ def fit_gradient(
         except ImportError:  # pragma: no cover
             bar = None
     try:
-        for _ in range(int(n_epochs)):
-            total, n = 0.0, 0
-            for xb, lb in source():
-                optimizer.zero_grad()
-                loss = nll_loss(model, xb, lb, reduction)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
-                n += 1
-            history.append(total / max(n, 1))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{history[-1]:.4f}")
+        with restore_on_error(model):
+            for _ in range(int(n_epochs)):
+                total, n = 0.0, 0
+                for xb, lb in source():
+                    optimizer.zero_grad()
+                    loss = nll_loss(model, xb, lb, reduction)
+                    loss.backward()
+                    optimizer.step()
+                    total += float(loss.detach())
+                    n += 1
+                history.append(total / max(n, 1))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{history[-1]:.4f}")
     finally:
         if bar is not None:
             bar.close()

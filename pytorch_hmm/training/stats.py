@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from ..errors import HMMValueError
+from ..errors import HMMTypeError, HMMValueError
 from ..models._common import COVARIANCE_TYPES, check_covariance_type  # noqa: F401 (re-exported)
 
 # A state or mixture component with less expected occupancy than this (in frames) is treated
@@ -167,6 +167,81 @@ class HMMStats(_Stats):
     log_likelihood: torch.Tensor
     num_frames: torch.Tensor
     num_sequences: torch.Tensor
+
+
+#: fields of the statistics that are (expected) counts: finite and >= 0
+COUNT_FIELDS = ("start", "trans", "durations", "occupancy", "num_frames", "num_sequences")
+
+
+def _check_values(stats, prefix: str) -> None:
+    for f in fields(stats):
+        v = getattr(stats, f.name)
+        name = f"{prefix}.{f.name}"
+        if isinstance(v, _Stats):
+            _check_values(v, name)
+            continue
+        if not isinstance(v, torch.Tensor) or f.name == "log_likelihood":
+            continue  # the log-likelihood is a report (-inf for an impossible sequence)
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            what = "NaN" if bool(torch.isnan(v).any()) else "inf"
+            idx = torch.nonzero(~torch.isfinite(v))[0].tolist() if v.dim() else []
+            raise HMMValueError(
+                f"{name} contains {what}"
+                + (f" (at {tuple(idx)})" if idx else "")
+                + ": statistics must be finite (the model is unchanged)"
+            )
+        if f.name in COUNT_FIELDS and bool((v < 0).any()):
+            idx = torch.nonzero(v < 0)[0].tolist() if v.dim() else []
+            raise HMMValueError(
+                f"{name} holds a negative count ({float(v.min()):.3g}"
+                + (f" at {tuple(idx)}" if idx else "")
+                + "): expected counts are >= 0 (the model is unchanged)"
+            )
+
+
+def _check_shape(name: str, t: torch.Tensor, shape) -> None:
+    if tuple(t.shape) != tuple(shape):
+        raise HMMValueError(
+            f"{name} must have shape {tuple(shape)} for this model, got {tuple(t.shape)}"
+        )
+
+
+def check_stats(stats, stats_type, num_states: int, max_duration: Optional[int] = None) -> None:
+    """Refuse statistics an M-step cannot use, before any parameter changes: not a
+    ``stats_type`` (``HMMTypeError``), start (K,) / trans (K, K) / durations (K, max_duration)
+    of another shape, NaN or inf anywhere, or a negative count (``HMMValueError``, naming the
+    field)."""
+    if not isinstance(stats, stats_type):
+        raise HMMTypeError(
+            f"stats must be {stats_type.__name__} (from accumulate()), got {type(stats).__name__}"
+        )
+    K = int(num_states)
+    _check_shape("stats.start", stats.start, (K,))
+    _check_shape("stats.trans", stats.trans, (K, K))
+    if max_duration is not None:
+        _check_shape("stats.durations", stats.durations, (K, int(max_duration)))
+    _check_values(stats, "stats")
+
+
+def check_gaussian_stats(
+    stats, leading, feature_dim: int, covariance_type: str, name: str = "stats"
+) -> None:
+    """Refuse Gaussian statistics of another model: not :class:`GaussianStats`, another
+    covariance type, or occupancy / sum_x / sum_xx not of shape ``leading``,
+    ``leading + (D,)``, ``leading + (D,)`` ("diag") or ``leading + (D, D)`` ("full")."""
+    if not isinstance(stats, GaussianStats):
+        raise HMMTypeError(f"{name} must be GaussianStats, got {type(stats).__name__}")
+    if stats.covariance_type != covariance_type:
+        raise HMMValueError(
+            f"{name} are {stats.covariance_type!r} statistics, the model is {covariance_type!r}"
+        )
+    lead, D = tuple(leading), int(feature_dim)
+    _check_shape(f"{name}.occupancy", stats.occupancy, lead)
+    _check_shape(f"{name}.sum_x", stats.sum_x, lead + (D,))
+    _check_shape(
+        f"{name}.sum_xx", stats.sum_xx, lead + ((D,) if covariance_type == "diag" else (D, D))
+    )
+    _check_values(stats, name)
 
 
 def _check_index(state_index: torch.Tensor, shape, num_states: Optional[int]) -> int:
