@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from pytorch_hmm.alignment.forced import ForcedAligner
-from pytorch_hmm.cli import build_parser, main
+from pytorch_hmm.alignment.forced import AlignerConfig, ForcedAligner
+from pytorch_hmm.cli import EXIT_STATUS, build_parser, main
 from pytorch_hmm.io import read_lab, read_textgrid
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data", "festival-dev")
@@ -47,7 +47,8 @@ def test_align_corpus_with_lexicon_then_with_saved_model(corpus, tmp_path, capsy
          "-q"]
     )  # fmt: skip
     err = capsys.readouterr().err
-    assert rc == 0
+    assert rc == 1  # some files failed: exit status 1, and the summary names them
+    assert "2 of 7 file(s) failed" in err
     # the two bad files are named with their reasons; the others are aligned
     assert "broken" in err and "cannot read audio" in err
     assert "oov" in err and "xyzzyplugh" in err
@@ -64,7 +65,7 @@ def test_align_corpus_with_lexicon_then_with_saved_model(corpus, tmp_path, capsy
     assert ForcedAligner.load(model).lexicon is not None
     out2 = tmp_path / "out2"
     rc = main(["align", str(corpus), "--out", str(out2), "--model", str(model), "-q"])
-    assert rc == 0
+    assert rc == 1
     for n in NAMES:
         a = read_textgrid(out / (n + ".TextGrid"))["phones"]
         b = read_textgrid(out2 / (n + ".TextGrid"))["phones"]
@@ -124,3 +125,53 @@ def test_bad_arguments_are_reported(tmp_path, capsys):
     bad.write_bytes(b"not a model")
     assert main(["align", str(d), "--out", str(tmp_path / "o"), "--model", str(bad)]) == 2
     assert "cannot load the model" in capsys.readouterr().err
+
+
+def test_help_documents_the_exit_status():
+    sub = build_parser()._subparsers._group_actions[0].choices["align"]
+    text = " ".join(sub.format_help().split())
+    assert "exit status: 0 every file was aligned" in text
+    assert sorted(EXIT_STATUS) == [0, 1, 2]
+
+
+def _phone_corpus(tmp_path, names):
+    d = tmp_path / "c"
+    d.mkdir()
+    phones = set()
+    for n in names:
+        shutil.copy(os.path.join(DATA, "wav", n + ".wav"), d / (n + ".wav"))
+        ph = [s.label for s in read_lab(os.path.join(DATA, "lab", n + ".lab"))]
+        (d / (n + ".txt")).write_text(" ".join(ph), encoding="utf-8")
+        phones |= set(ph)
+    return d, sorted(phones - {"pau"})
+
+
+def test_failed_file_exit_status_and_stale_output_removed(tmp_path, capsys):
+    # an untrained saved model (no training: quick); phone transcripts
+    names = NAMES[:2]
+    d, phones = _phone_corpus(tmp_path, names)
+    model = tmp_path / "m.pt"
+    ForcedAligner(phones, AlignerConfig(n_mfcc=2, delta_order=0)).save(model)
+    out = tmp_path / "out"
+    args = ["align", str(d), "--out", str(out), "--model", str(model), "-q"]
+    assert main(args) == 0
+    assert sorted(os.listdir(out)) == sorted(n + ".TextGrid" for n in names)
+    capsys.readouterr()
+    # the second file now fails: its old TextGrid must not pass for a current result
+    (d / (names[1] + ".txt")).write_text("zz", encoding="utf-8")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{names[1]}: phone(s) 'zz'" in err
+    assert f"removed the stale {names[1]}.TextGrid" in err and "1 of 2 file(s) failed" in err
+    assert os.listdir(out) == [names[0] + ".TextGrid"]
+
+
+def test_output_folder_checked_before_training(tmp_path, capsys):
+    d, _ = _phone_corpus(tmp_path, NAMES[:1])
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out, why in ((blocker, "is not a folder"), (blocker / "sub", "cannot create")):
+        assert main(["align", str(d), "--out", str(out), "--iterations", "50", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "Traceback" not in err and "training" not in err
+    assert blocker.read_text() == "x"

@@ -282,7 +282,7 @@ def test_custom_step_pattern_and_impossible_band():
                     torch.tensor(float("nan")),
                 ),
             ),
-            r"cost matrix contains NaN \(pairs \[1\]\)",
+            r"y contains NaN or inf \(first at index \(1, 2, 0\)\)",
         ),
         (lambda: DTWAligner().align_cost(torch.rand(3)), r"cost must have shape"),
     ],

@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import HMMValueError
+from ..errors import HMMTypeError, HMMValueError
 from ..metrics.alignment import DEFAULT_TOLERANCES, BoundaryAccuracy, boundary_accuracy
 
 __all__ = ["corpus_files", "load_corpus", "phone_boundary_accuracy", "phone_boundaries"]
@@ -56,14 +56,25 @@ def load_corpus(
 
     Files that cannot be used (no transcript, empty transcript, unreadable or wrong-rate
     audio) are skipped and recorded in ``errors`` (name -> reason)."""
+    if not callable(getattr(aligner, "load_utterance", None)):
+        raise HMMTypeError(
+            f"aligner must be a ForcedAligner (with load_utterance), got {type(aligner).__name__}"
+        )
+    if errors is not None and not isinstance(errors, dict):
+        raise HMMTypeError(f"errors must be a dict or None, got {type(errors).__name__}")
     utts = []
     errs: Dict[str, str] = {} if errors is None else errors
     for name, wav, txt in corpus_files(corpus_dir):
         try:
             if txt is None:
                 raise HMMValueError("no transcript (NAME.txt) beside the audio")
-            with open(txt, encoding="utf-8") as f:
-                text = f.read().split()
+            try:
+                with open(txt, encoding="utf-8") as f:
+                    text = f.read().split()
+            except UnicodeDecodeError as err:
+                raise HMMValueError(
+                    f"transcript {os.path.basename(txt)} is not UTF-8 text ({err.reason})"
+                ) from err
             if not text:
                 raise HMMValueError(f"transcript {os.path.basename(txt)} is empty")
             try:
@@ -91,6 +102,17 @@ def phone_boundaries(
     the file) follows it in the reference, ``after_pause`` (default: this segmentation's
     own pauses). Returns ``(times, phones, after_pause)``."""
     sil = set(silences)
+    for k, seg in enumerate(segments):
+        if isinstance(seg, str) or len(seg) != 3:
+            raise HMMValueError(f"segment {k} must be (start, end, label), got {seg!r}")
+        try:
+            s, e = float(seg[0]), float(seg[1])
+        except (TypeError, ValueError) as err:
+            raise HMMValueError(f"segment {k}: times must be numbers, got {seg!r}") from err
+        if not (np.isfinite(s) and np.isfinite(e)) or s < 0 or e < s:
+            raise HMMValueError(
+                f"segment {k}: times must be finite with 0 <= start <= end, got {seg!r}"
+            )
     phones = [(float(s), float(e), str(lab)) for s, e, lab in segments if str(lab) not in sil]
     if after_pause is None:
         after_pause = []
@@ -125,10 +147,18 @@ def phone_boundary_accuracy(
     start and the last end are left out unless ``include_edges`` (the leading and trailing
     pauses' inner edges are always kept). Both sides must have the same non-pause phones.
     """
+    if len(references) != len(hypotheses):
+        raise HMMValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     refs, hyps = [], []
     for i, (r, h) in enumerate(zip(references, hypotheses)):
-        rt, rp, ap = phone_boundaries(r, silences)
-        ht, hp, _ = phone_boundaries(h, silences, after_pause=ap)
+        try:
+            rt, rp, ap = phone_boundaries(r, silences)
+        except ValueError as err:
+            raise HMMValueError(f"reference utterance {i}: {err}") from err
+        try:
+            ht, hp, _ = phone_boundaries(h, silences, after_pause=ap)
+        except ValueError as err:
+            raise HMMValueError(f"hypothesis utterance {i}: {err}") from err
         if rp != hp:
             raise HMMValueError(f"utterance {i}: reference and hypothesis phones differ")
         if not include_edges:
@@ -139,8 +169,6 @@ def phone_boundary_accuracy(
             rt, ht = rt[lo:hi], ht[lo:hi]
         refs.append(rt)
         hyps.append(ht)
-    if len(references) != len(hypotheses):
-        raise HMMValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     if not refs:
         return boundary_accuracy(np.zeros(0), np.zeros(0), tolerances)
     return boundary_accuracy(refs, hyps, tolerances, check_labels=False)

@@ -159,6 +159,90 @@ def _check_lengths(lengths: Optional[Tensor], B: int, T: int, name: str) -> Tens
     return check_lengths(lengths, B, T, torch.device("cpu"), name=name, min_value=1)
 
 
+def _as_tensor(x, name: str) -> Tensor:
+    """A tensor from a tensor, numpy array or nested list (bools and complex refused)."""
+    if not isinstance(x, Tensor):
+        if x is None:
+            raise HMMTypeError(f"{name} must be a tensor or array, got None")
+        try:
+            x = torch.as_tensor(np.asarray(x) if not isinstance(x, np.ndarray) else x)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise HMMTypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from err
+    if x.dtype == torch.bool or x.is_complex():
+        raise HMMTypeError(f"{name} must hold real numbers, got {x.dtype}")
+    return x
+
+
+# float32 distances of features beyond this magnitude may overflow (squares): float64 is used
+_F32_SAFE = 1e15
+_F64_SAFE = 1e150
+
+
+def _valid_rows(t: Tensor, lengths, name: str = "lengths") -> Optional[Tensor]:
+    """(B, T, 1) mask of the rows inside each sequence's length (None: all of them)."""
+    if t.dim() != 3 or lengths is None:
+        return None
+    n = _check_lengths(lengths, t.shape[0], t.shape[1], name).to(t.device)
+    return (torch.arange(t.shape[1], device=t.device).view(1, -1) < n.view(-1, 1)).unsqueeze(-1)
+
+
+def prepare_features(x, y, x_lengths=None, y_lengths=None, names=("x", "y")):
+    """Checked features for the DTW front ends: tensors (numpy arrays and lists accepted),
+    at least one frame each, finite inside the lengths (padding beyond them is ignored:
+    zeroed), integer and half-precision inputs promoted to float32, and features so large
+    that float32 distances would overflow promoted to float64 (larger still: an error)."""
+    x, y = _as_tensor(x, names[0]), _as_tensor(y, names[1])
+    if x.dim() != y.dim() or x.dim() not in (2, 3):
+        raise HMMValueError(
+            f"{names[0]} and {names[1]} must both be (N, D)/(M, D) or (B, N, D)/(B, M, D), "
+            f"got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if x.shape[-1] != y.shape[-1]:
+        raise HMMValueError(
+            f"{names[0]} and {names[1]} must have the same feature size (same D), got "
+            f"{x.shape[-1]} and {y.shape[-1]}"
+        )
+    if x.dim() == 3 and x.shape[0] != y.shape[0]:
+        raise HMMValueError(
+            f"{names[0]} and {names[1]} batch sizes differ: {x.shape[0]} and {y.shape[0]}"
+        )
+    if x.dim() == 2 and (x_lengths is not None or y_lengths is not None):
+        raise HMMValueError(
+            f"{names[0]}_lengths/{names[1]}_lengths need batched (B, T, D) inputs, got shapes "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    for t, nm in ((x, names[0]), (y, names[1])):
+        if t.shape[-2] == 0:
+            raise HMMValueError(f"{nm} has no frames (shape {tuple(t.shape)}); need >= 1")
+        if t.shape[-1] == 0:
+            raise HMMValueError(f"{nm} has no features (shape {tuple(t.shape)}); need D >= 1")
+    if not x.is_floating_point() or x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    y = y.to(x.dtype)
+    out = []
+    for t, lens, nm in ((x, x_lengths, names[0]), (y, y_lengths, names[1])):
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            valid = _valid_rows(t, lens, nm + "_lengths")
+            inside = bad if valid is None else bad & valid
+            if bool(inside.any()):
+                idx = tuple(torch.nonzero(inside)[0].tolist())
+                raise HMMValueError(f"{nm} contains NaN or inf (first at index {idx})")
+            t = t.masked_fill(bad, 0.0)  # padding only
+        out.append(t)
+    x, y = out
+    if x.numel() and y.numel():
+        big = max(float(x.detach().abs().max()), float(y.detach().abs().max()))
+        if big > _F64_SAFE:
+            raise HMMValueError(
+                f"{names[0]}/{names[1]} values are too large (max |value| {big:.3g}): "
+                "their distances overflow"
+            )
+        if big > _F32_SAFE and x.dtype == torch.float32:
+            x, y = x.double(), y.double()
+    return x, y
+
+
 def _unbatch(res: DTWResult) -> DTWResult:
     """The single pair of a batch of one: path (L, 2) without padding, scalar fields."""
     L = int(res.path_lengths[0])
@@ -234,26 +318,7 @@ class DTWAligner:
         Returns:
             :class:`DTWResult` (unbatched fields for 2-D inputs).
         """
-        if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-            raise HMMTypeError("x and y must be torch tensors")
-        if x.dim() != y.dim() or x.dim() not in (2, 3):
-            raise HMMValueError(
-                "x and y must both be (N, D)/(M, D) or (B, N, D)/(B, M, D), got shapes "
-                f"{tuple(x.shape)} and {tuple(y.shape)}"
-            )
-        if x.shape[-1] != y.shape[-1]:
-            raise HMMValueError(
-                f"x and y must have the same feature size D, got {x.shape[-1]} and {y.shape[-1]}"
-            )
-        if x.dim() == 3 and x.shape[0] != y.shape[0]:
-            raise HMMValueError(f"x and y batch sizes differ: {x.shape[0]} and {y.shape[0]}")
-        if x.dim() == 2 and (x_lengths is not None or y_lengths is not None):
-            raise HMMValueError(
-                "x_lengths/y_lengths are only accepted with batched (B, T, D) inputs"
-            )
-        if not x.is_floating_point():
-            x = x.float()
-        y = y.to(x.dtype)
+        x, y = prepare_features(x, y, x_lengths, y_lengths)
         kernels = _use_numba(x.device, self.backend)
         if kernels is not None and x.shape[-2] > 0 and y.shape[-2] > 0:
             # a batch: each numba thread computes its pairs' costs itself (no torch threads
@@ -395,8 +460,7 @@ class DTWAligner:
         y_lengths: Optional[Tensor] = None,
     ) -> DTWResult:
         """Align from a given local cost matrix ``(N, M)`` or ``(B, N, M)``."""
-        if not isinstance(cost, Tensor):
-            cost = torch.as_tensor(cost)
+        cost = _as_tensor(cost, "cost")
         if cost.dim() not in (2, 3):
             raise HMMValueError(
                 f"cost must have shape (N, M) or (B, N, M), got {tuple(cost.shape)}"
@@ -406,7 +470,7 @@ class DTWAligner:
             if x_lengths is not None or y_lengths is not None:
                 raise HMMValueError("x_lengths/y_lengths need a batched (B, N, M) cost")
             cost = cost.unsqueeze(0)
-        if not cost.is_floating_point():
+        if not cost.is_floating_point() or cost.dtype in (torch.float16, torch.bfloat16):
             cost = cost.double()
         cost = cost.detach()
         B, N, M = cost.shape
@@ -414,6 +478,18 @@ class DTWAligner:
             raise HMMValueError(f"cost must have N, M >= 1, got shape {tuple(cost.shape)}")
         n = _check_lengths(x_lengths, B, N, "x_lengths")
         m = _check_lengths(y_lengths, B, M, "y_lengths")
+        if B and bool(torch.isneginf(cost).any()):
+            rows = torch.arange(N, device=cost.device).view(1, N, 1)
+            cols = torch.arange(M, device=cost.device).view(1, 1, M)
+            inside = (rows < n.to(cost.device).view(B, 1, 1)) & (
+                cols < m.to(cost.device).view(B, 1, 1)
+            )
+            hit = (torch.isneginf(cost) & inside).flatten(1).any(1)
+            if bool(hit.any()):
+                raise HMMValueError(
+                    f"cost contains -inf (pairs {hit.nonzero()[:, 0].tolist()}); local costs "
+                    "must be finite or +inf (a forbidden cell)"
+                )
         kernels = _use_numba(cost.device, self.backend)
         if kernels is not None:
             res = self._numba(kernels, cost, n, m)  # NaN is detected by the kernel

@@ -12,7 +12,7 @@ import os
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
-from ..errors import HMMError, HMMValueError
+from ..errors import HMMError, HMMTypeError, HMMValueError
 
 __all__ = ["Lexicon", "MissingWordError", "read_lexicon"]
 
@@ -68,9 +68,22 @@ class Lexicon:
 
     def add(self, word: str, phones: Sequence[str]) -> None:
         """Add a pronunciation (ignored if the word already has exactly this one)."""
+        if not isinstance(word, str) or not word or any(c.isspace() for c in word):
+            raise HMMValueError(
+                f"a lexicon word must be a non-empty string without spaces: {word!r}"
+            )
+        if isinstance(phones, str) or phones is None:
+            raise HMMTypeError(
+                f"the pronunciation of {word!r} must be a list of phones, got {phones!r}"
+            )
         pron = tuple(str(p) for p in phones)
         if not pron:
             raise HMMValueError(f"pronunciation of {word!r} has no phones")
+        bad = [p for p in pron if not p or any(c.isspace() for c in p)]
+        if bad:
+            raise HMMValueError(
+                f"pronunciation of {word!r}: phones must be non-empty, without spaces: {bad[0]!r}"
+            )
         alts = self._prons.setdefault(self._key(word), [])
         if pron not in alts:
             alts.append(pron)
@@ -114,7 +127,9 @@ class Lexicon:
         return cls(d, **kw)
 
     def write(self, path: Union[str, os.PathLike]) -> None:
-        with open(path, "w", encoding="utf-8") as f:
+        from ..io._atomic import atomic_write
+
+        with atomic_write(path, "w") as f:  # the old file stays whole if anything fails
             for w, alts in self._prons.items():
                 for pron in alts:
                     f.write(f"{w}\t{' '.join(pron)}\n")
@@ -126,23 +141,31 @@ class Lexicon:
 
 def read_lexicon(path: Union[str, os.PathLike], *, case_sensitive: bool = False) -> Lexicon:
     """Read an MFA-format dictionary (UTF-8). Blank lines and ``#`` / ``;;;`` comments are
-    skipped; a line with a word and no phones is an error naming the line."""
+    skipped; a line with a word and no phones, a file that is not UTF-8 and a file without
+    any pronunciation are errors naming the file (and line)."""
     lex = Lexicon({}, case_sensitive=case_sensitive)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            s = line.strip()
-            if not s or s.startswith("#") or s.startswith(";;;"):
-                continue
-            parts = s.split()
-            word, rest = parts[0], parts[1:]
-            # MFA allows pronunciation / silence probabilities before the phones
-            nums = 0
-            while rest and _is_number(rest[0]):
-                rest, nums = rest[1:], nums + 1
-            if not rest:
-                what = f" (only the number(s) {parts[1:]})" if nums else ""
-                raise HMMValueError(
-                    f"{os.fspath(path)}:{lineno}: word {word!r} has no phones{what}"
-                )
-            lex.add(word, rest)
+    name = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as err:
+        with open(path, "rb") as fb:
+            lineno = fb.read()[: err.start].count(b"\n") + 1
+        raise HMMValueError(f"{name}:{lineno}: not UTF-8 text ({err.reason})") from err
+    for lineno, line in enumerate(lines, start=1):
+        s = line.strip()
+        if not s or s.startswith("#") or s.startswith(";;;"):
+            continue
+        parts = s.split()
+        word, rest = parts[0], parts[1:]
+        # MFA allows pronunciation / silence probabilities before the phones
+        nums = 0
+        while rest and _is_number(rest[0]):
+            rest, nums = rest[1:], nums + 1
+        if not rest:
+            what = f" (only the number(s) {parts[1:]})" if nums else ""
+            raise HMMValueError(f"{os.fspath(path)}:{lineno}: word {word!r} has no phones{what}")
+        lex.add(word, rest)
+    if len(lex) == 0:
+        raise HMMValueError(f"{name}: no pronunciations (empty file, or only comments)")
     return lex

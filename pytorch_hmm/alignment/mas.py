@@ -113,8 +113,19 @@ def monotonic_alignment_search(
         raise HMMValueError(f"backend must be 'auto', 'numba' or 'torch', got {backend!r}")
     if method not in METHODS:
         raise HMMValueError(f"method must be 'auto', 'engine' or 'kernel', got {method!r}")
+    if log_p is not None and not isinstance(log_p, Tensor):
+        try:
+            log_p = torch.as_tensor(np.asarray(log_p))  # numpy arrays and nested lists
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise HMMTypeError(
+                f"log_p must be a floating-point tensor of shape (B, T_text, T_mel), got "
+                f"{type(log_p).__name__}"
+            ) from err
     if not isinstance(log_p, Tensor) or not log_p.is_floating_point():
-        raise HMMTypeError("log_p must be a floating-point tensor of shape (B, T_text, T_mel)")
+        got = log_p.dtype if isinstance(log_p, Tensor) else type(log_p).__name__
+        raise HMMTypeError(
+            f"log_p must be a floating-point tensor of shape (B, T_text, T_mel), got {got}"
+        )
     unbatched = log_p.dim() == 2
     if unbatched:
         if text_lengths is not None or mel_lengths is not None:
@@ -135,6 +146,7 @@ def monotonic_alignment_search(
         bad = ((tx == 0) != (ty == 0)).nonzero()[:, 0].tolist()
         raise HMMValueError(f"text_lengths is 0 but mel_lengths is not for utterances {bad}")
     value = log_p.detach()
+    _check_values(value, tx, ty)  # the same errors on every method and backend
     kernels = None
     if method != "engine":
         kernels = _backend.cpu_kernels(KERNELS, value.device, backend)
@@ -161,6 +173,25 @@ def _readable(B: int, Tx: int, Ty: int, tx: Tensor, ty: Tensor, device) -> Tenso
     txb = tx.to(device).view(B, 1, 1)
     tyb = ty.to(device).view(B, 1, 1)
     return (x < txb) & (y < tyb) & (x <= y) & (x >= txb + y - tyb)
+
+
+def _check_values(value: Tensor, tx: Tensor, ty: Tensor) -> None:
+    """NaN or +inf in a cell some monotonic path reads is an error (NaN or +inf elsewhere,
+    in padding or unreachable corners, is ignored)."""
+    B, Tx, Ty = value.shape
+    if B == 0 or Tx == 0 or Ty == 0:
+        return
+    total = value.sum()  # one pass: NaN or +inf anywhere leave it NaN or +inf
+    if not (torch.isnan(total) or torch.isposinf(total)):
+        return
+    read = _readable(B, Tx, Ty, tx, ty, value.device)
+    _raise_nan(torch.isnan(value) & read)
+    pinf = torch.isposinf(value) & read
+    if bool(pinf.any()):
+        bad = pinf.flatten(1).any(1).nonzero()[:, 0].tolist()
+        raise HMMValueError(
+            f"log_p contains +inf (utterances {bad}); log-likelihoods must be finite or -inf"
+        )
 
 
 def _raise_nan(isnan: Tensor) -> None:

@@ -12,6 +12,7 @@ when numba is missing.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -19,8 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from ..core.backend import kernel_call
-from ..errors import HMMValueError
-from .dtw import _check_lengths, _use_numba, pairwise_distance
+from ..errors import HMMTypeError, HMMValueError
+from .dtw import _as_tensor, _check_lengths, _use_numba, pairwise_distance, prepare_features
 
 __all__ = ["soft_dtw_distance", "soft_dtw_cost", "SoftDTW"]
 
@@ -156,26 +157,60 @@ def soft_dtw_cost(
     Returns:
         ``(B,)`` soft-DTW values (0-d for a 2-D ``cost``); ``inf`` where the band admits no path.
     """
-    if not isinstance(cost, Tensor) or cost.dim() not in (2, 3):
-        raise HMMValueError(
-            "cost must be a tensor of shape (N, M) or (B, N, M), got "
-            f"{tuple(cost.shape) if isinstance(cost, Tensor) else type(cost).__name__}"
-        )
-    if not (gamma > 0):
-        raise HMMValueError(f"gamma must be > 0, got {gamma!r}")
+    cost = _as_tensor(cost, "cost")
+    if cost.dim() not in (2, 3):
+        raise HMMValueError(f"cost must have shape (N, M) or (B, N, M), got {tuple(cost.shape)}")
+    gamma = _gamma_arg(gamma)
     unbatched = cost.dim() == 2
     if unbatched:
+        if x_lengths is not None or y_lengths is not None:
+            raise HMMValueError("x_lengths/y_lengths need a batched (B, N, M) cost")
         cost = cost.unsqueeze(0)
-    if cost.dtype not in (torch.float32, torch.float64):
-        raise HMMValueError(f"cost must be float32 or float64, got {cost.dtype}")
+    if not cost.is_floating_point():
+        raise HMMTypeError(f"cost must be a floating-point tensor, got {cost.dtype}")
+    in_dtype = cost.dtype
+    if in_dtype not in (torch.float32, torch.float64):
+        cost = cost.float()  # float16 / bfloat16: computed in float32, returned as given
     B, N, M = cost.shape
     if N < 1 or M < 1:
         raise HMMValueError(f"cost must have N, M >= 1, got shape {tuple(cost.shape)}")
     n = _check_lengths(x_lengths, B, N, "x_lengths")
     m = _check_lengths(y_lengths, B, M, "y_lengths")
+    _check_cost(cost, n, m)
     kernels = _use_numba(cost.device, backend)
-    out = _SoftDTWFunction.apply(cost, n, m, float(gamma), _band_arg(band), kernels)
+    out = _SoftDTWFunction.apply(cost, n, m, gamma, _band_arg(band), kernels)
+    out = out.to(in_dtype)
     return out[0] if unbatched else out
+
+
+def _gamma_arg(gamma) -> float:
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.floating, np.integer)):
+        raise HMMTypeError(f"gamma must be a number > 0, got {gamma!r}")
+    g = float(gamma)
+    if not (0 < g < math.inf):
+        raise HMMValueError(f"gamma must be > 0 and finite, got {gamma!r}")
+    return g
+
+
+def _check_cost(cost: Tensor, n: Tensor, m: Tensor) -> None:
+    """NaN or -inf inside a pair's lengths is an error on every backend (+inf is a forbidden
+    cell). Without this the backends disagreed (NaN on one, a finite wrong value on the
+    other)."""
+    B, N, M = cost.shape
+    if B == 0:
+        return
+    odd = torch.isnan(cost) | torch.isneginf(cost)
+    if not bool(odd.any()):
+        return
+    rows = torch.arange(N, device=cost.device).view(1, N, 1)
+    cols = torch.arange(M, device=cost.device).view(1, 1, M)
+    inside = (rows < n.to(cost.device).view(B, 1, 1)) & (cols < m.to(cost.device).view(B, 1, 1))
+    hit = (odd & inside).flatten(1).any(1)
+    if bool(hit.any()):
+        raise HMMValueError(
+            f"cost contains NaN or -inf (pairs {hit.nonzero()[:, 0].tolist()}); local costs "
+            "must be finite or +inf (a forbidden cell)"
+        )
 
 
 def soft_dtw_distance(
@@ -194,11 +229,7 @@ def soft_dtw_distance(
     :class:`~pytorch_hmm.alignment.DTWAligner` (default squared euclidean, as in the paper).
     Returns ``(B,)`` values (0-d for unbatched ``(N, D)``/``(M, D)`` inputs).
     """
-    if x.dim() != y.dim() or x.dim() not in (2, 3) or x.shape[-1] != y.shape[-1]:
-        raise HMMValueError(
-            "x and y must be (N, D)/(M, D) or (B, N, D)/(B, M, D) with the same D, got "
-            f"{tuple(x.shape)} and {tuple(y.shape)}"
-        )
+    x, y = prepare_features(x, y, x_lengths, y_lengths)
     cost = distance(x, y) if callable(distance) else pairwise_distance(x, y, distance)
     return soft_dtw_cost(cost, gamma, x_lengths, y_lengths, band, backend)
 
@@ -230,9 +261,7 @@ class SoftDTW(nn.Module):
         super().__init__()
         if reduction not in ("none", "mean", "sum"):
             raise HMMValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-        if not (gamma > 0):
-            raise HMMValueError(f"gamma must be > 0, got {gamma!r}")
-        self.gamma = float(gamma)
+        self.gamma = _gamma_arg(gamma)
         self.distance = distance
         self.band = band
         self.normalize = normalize

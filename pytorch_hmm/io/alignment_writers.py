@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from ..errors import HMMValueError
+from ._atomic import atomic_write
 from .labels import PathLike, write_lab
 from .textgrid import write_textgrid
 
@@ -48,8 +49,10 @@ def alignment_to_dict(alignment: Any) -> dict:
 
 def write_alignment_json(path: PathLike, alignment: Any) -> None:
     """JSON file of :func:`alignment_to_dict` (UTF-8, labels unescaped)."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(alignment_to_dict(alignment), f, ensure_ascii=False, indent=1)
+    data = alignment_to_dict(alignment)
+    text = json.dumps(data, ensure_ascii=False, indent=1, allow_nan=False)
+    with atomic_write(path, "w") as f:  # the old file stays whole if anything fails
+        f.write(text)
 
 
 def write_alignment_textgrid(path: PathLike, alignment: Any, *, states: bool = False) -> None:

@@ -8,6 +8,7 @@ Times are exchanged as seconds (floats) throughout this package.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import HMMTypeError, HMMValueError
+from ._atomic import atomic_write
 
 __all__ = [
     "HTK_TIME_UNIT",
@@ -81,51 +83,89 @@ def read_lab(
         list of :class:`Segment` ``(start, end, label)`` in file order.
 
     Raises:
-        ValueError: a malformed line (names the file and line number) or ``end < start``.
+        ValueError: a malformed line (names the file and line number): too few fields, times
+        that are not numbers, NaN/inf or negative, ``end < start``; a file that is not UTF-8.
     """
+    if isinstance(time_unit, bool) or not isinstance(time_unit, (int, float)):
+        raise HMMTypeError(f"time_unit must be a number of seconds, got {time_unit!r}")
+    if not (0 < time_unit < math.inf):
+        raise HMMValueError(f"time_unit must be a positive number of seconds, got {time_unit!r}")
     segments: List[Segment] = []
     per_second = 1.0 / time_unit
     if abs(per_second - round(per_second)) < 1e-6:
         # divide by an integer count per second: 2700000 / 1e7 == 0.27 exactly as a float
         per_second = float(round(per_second))
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 3:
-                raise HMMValueError(
-                    f"{os.fspath(path)}:{lineno}: expected 'start end label', got {line.strip()!r}"
-                )
+    name = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as err:
+        line_no = None
+        try:
+            with open(path, "rb") as fb:
+                line_no = fb.read()[: err.start].count(b"\n") + 1
+        except OSError:
+            pass
+        where = f":{line_no}" if line_no else ""
+        raise HMMValueError(f"{name}{where}: not UTF-8 text ({err.reason})") from err
+    for lineno, line in enumerate(lines, start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 3:
+            raise HMMValueError(
+                f"{os.fspath(path)}:{lineno}: expected 'start end label', got {line.strip()!r}"
+            )
+        try:
+            start = int(parts[0]) / per_second
+            end = int(parts[1]) / per_second
+        except (ValueError, OverflowError):
             try:
-                start = int(parts[0]) / per_second
-                end = int(parts[1]) / per_second
-            except ValueError:
-                try:
-                    start = float(parts[0]) / per_second
-                    end = float(parts[1]) / per_second
-                except ValueError as err:
-                    raise HMMValueError(
-                        f"{os.fspath(path)}:{lineno}: times must be numbers, got {line.strip()!r}"
-                    ) from err
-            if end < start:
+                start = float(parts[0]) / per_second
+                end = float(parts[1]) / per_second
+            except ValueError as err:
                 raise HMMValueError(
-                    f"{os.fspath(path)}:{lineno}: end ({parts[1]}) is before start ({parts[0]})"
-                )
-            label = parts[2]
-            segments.append(Segment(start, end, parse_full_context(label) if phone_only else label))
+                    f"{os.fspath(path)}:{lineno}: times must be numbers, got {line.strip()!r}"
+                ) from err
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise HMMValueError(
+                f"{name}:{lineno}: times must be finite numbers, got {line.strip()!r}"
+            )
+        if start < 0:
+            raise HMMValueError(f"{name}:{lineno}: start ({parts[0]}) is negative")
+        if end < start:
+            raise HMMValueError(f"{name}:{lineno}: end ({parts[1]}) is before start ({parts[0]})")
+        label = parts[2]
+        segments.append(Segment(start, end, parse_full_context(label) if phone_only else label))
     return segments
 
 
 def _as_segments(segments: Iterable[SegmentLike], name: str = "segments") -> List[Segment]:
     out: List[Segment] = []
-    for i, seg in enumerate(segments):
-        if len(seg) != 3:
+    if segments is None or isinstance(segments, (str, bytes)):
+        raise HMMTypeError(f"{name} must be a list of (start, end, label), got {segments!r}")
+    try:
+        items = list(segments)
+    except TypeError as err:
+        raise HMMTypeError(
+            f"{name} must be a list of (start, end, label), got {type(segments).__name__}"
+        ) from err
+    for i, seg in enumerate(items):
+        if isinstance(seg, (str, bytes)) or not hasattr(seg, "__len__") or len(seg) != 3:
             raise HMMValueError(f"{name}[{i}] must be (start, end, label), got {seg!r}")
         start, end, label = seg
-        start, end = float(start), float(end)
+        try:
+            start, end = float(start), float(end)
+        except (TypeError, ValueError) as err:
+            raise HMMValueError(f"{name}[{i}]: times must be numbers, got {seg!r}") from err
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise HMMValueError(f"{name}[{i}]: times must be finite, got ({start}, {end})")
+        if start < 0:
+            raise HMMValueError(f"{name}[{i}]: start {start} is negative")
         if end < start:
             raise HMMValueError(f"{name}[{i}]: end {end} is before start {start}")
+        if label is None:
+            raise HMMValueError(f"{name}[{i}]: label is None")
         out.append(Segment(start, end, str(label)))
     return out
 
@@ -149,7 +189,7 @@ def write_lab(
                 f"segments[{i}].label must be non-empty without spaces: {s.label!r}"
             )
         lines.append(f"{round(s.start / time_unit)} {round(s.end / time_unit)} {s.label}\n")
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path, "w") as f:  # the old file stays whole if anything fails
         f.writelines(lines)
 
 
@@ -175,8 +215,10 @@ def segments_to_durations(
         ``(labels, durations)``: ``labels`` a list of K unit labels, ``durations`` an int64
         tensor ``(K,)`` when ``n_states == 1`` else ``(K, n_states)``.
     """
-    if frame_shift <= 0:
-        raise HMMValueError(f"frame_shift must be > 0, got {frame_shift}")
+    if not (0 < frame_shift < math.inf):
+        raise HMMValueError(f"frame_shift must be a positive number, got {frame_shift}")
+    if isinstance(n_states, bool) or not isinstance(n_states, int) or n_states < 1:
+        raise HMMValueError(f"n_states must be a whole number >= 1, got {n_states!r}")
     segs = _as_segments(segments)
     if len(segs) % n_states != 0:
         raise HMMValueError(
@@ -212,6 +254,12 @@ def segments_to_frame_labels(
     Returns:
         ``(indices, vocabulary)``: int64 tensor ``(n_frames,)`` and the label list.
     """
+    if not (0 < frame_shift < math.inf):
+        raise HMMValueError(f"frame_shift must be a positive number, got {frame_shift}")
+    if n_frames is not None and (
+        isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 0
+    ):
+        raise HMMValueError(f"n_frames must be a whole number >= 0, got {n_frames!r}")
     segs = _as_segments(segments)
     if vocabulary is None:
         vocab: List[str] = []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from ..errors import HMMValueError
+from ._atomic import atomic_path
 from .labels import PathLike, Segment, SegmentLike, _as_segments
 
 __all__ = ["read_textgrid", "write_textgrid"]
@@ -39,12 +41,14 @@ def read_textgrid(
         tier order. Point tiers are skipped.
     """
     tg_mod = _praatio()
+    from praatio.utilities.errors import PraatioException
+
     try:
         tg = tg_mod.openTextgrid(str(path), includeEmptyIntervals=include_empty)
-    except (IndexError, KeyError, ValueError, UnicodeDecodeError) as e:
+    except (IndexError, KeyError, ValueError, UnicodeDecodeError, PraatioException) as e:
         # praatio fails deep inside its parser on empty, header-only or truncated files
         raise HMMValueError(
-            f"{path}: not a readable TextGrid (empty, header only or truncated?): "
+            f"{path}: not a readable TextGrid (empty, truncated or with bad values?): "
             f"{type(e).__name__}: {e}"
         ) from e
     names = list(tg.tierNames)
@@ -58,11 +62,18 @@ def read_textgrid(
             if tiers is not None:
                 raise HMMValueError(f"tier {name!r} is a {tier.tierType}, not an interval tier")
             continue
-        out[name] = [
+        segs = [
             Segment(float(e.start), float(e.end), e.label)
             for e in tier.entries
             if include_empty or e.label.strip()
         ]
+        for k, sg in enumerate(segs):
+            if not (math.isfinite(sg.start) and math.isfinite(sg.end)) or sg.start < 0:
+                raise HMMValueError(
+                    f"{path}: tier {name!r} interval {k} has times ({sg.start}, {sg.end}); "
+                    "expected finite times >= 0"
+                )
+        out[name] = segs
     return out
 
 
@@ -87,16 +98,31 @@ def write_textgrid(
     tg_mod = _praatio()
     from praatio.data_classes.interval_tier import IntervalTier
 
+    if not isinstance(tiers, Mapping):
+        raise HMMValueError(f"tiers must be a dict name -> segments, got {type(tiers).__name__}")
     if not tiers:
         raise HMMValueError("tiers must hold at least one tier")
+    for v, nm in ((xmin, "xmin"), (xmax, "xmax")):
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise HMMValueError(f"{nm} must be a finite time >= 0, got {v!r}")
     segs = {name: _as_segments(ivs, f"tiers[{name!r}]") for name, ivs in tiers.items()}
     latest = max((s.end for ivs in segs.values() for s in ivs), default=xmin)
     if xmax is None:
         xmax = latest
     if xmax < latest:
         raise HMMValueError(f"xmax = {xmax} is before the latest interval end {latest}")
-    tg = tg_mod.Textgrid(minTimestamp=xmin, maxTimestamp=xmax)
-    for name, ivs in segs.items():
-        entries = [(s.start, s.end, s.label) for s in ivs]
-        tg.addTier(IntervalTier(name, entries, minT=xmin, maxT=xmax))
-    tg.save(str(path), format=format, includeBlankSpaces=True, reportingMode="error")
+    if format not in ("long_textgrid", "short_textgrid", "json"):
+        raise HMMValueError(
+            f"format must be 'long_textgrid', 'short_textgrid' or 'json', got {format!r}"
+        )
+    from praatio.utilities.errors import PraatioException
+
+    try:  # praatio refuses overlapping intervals and the like: named, with the file
+        tg = tg_mod.Textgrid(minTimestamp=xmin, maxTimestamp=xmax)
+        for name, ivs in segs.items():
+            entries = [(s.start, s.end, s.label) for s in ivs]
+            tg.addTier(IntervalTier(name, entries, minT=xmin, maxT=xmax))
+        with atomic_path(path) as tmp:  # the old file stays whole if anything fails
+            tg.save(tmp, format=format, includeBlankSpaces=True, reportingMode="error")
+    except PraatioException as e:
+        raise HMMValueError(f"cannot write {path}: {type(e).__name__}: {e}") from e

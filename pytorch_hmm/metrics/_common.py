@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -21,6 +22,54 @@ def as_tensor(x, name: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor
     if dtype is not None:
         t = t.to(dtype)
     return t
+
+
+def check_finite(t: torch.Tensor, name: str, *, non_negative: bool = False) -> None:
+    """NaN/inf (and, with ``non_negative``, negative values) in ``t`` raise, naming it."""
+    if not t.is_floating_point():
+        if non_negative and t.numel() and bool((t < 0).any()):
+            raise HMMValueError(f"{name} must be >= 0, got {t.min().item()}")
+        return
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        idx = tuple(torch.nonzero(bad)[0].tolist())
+        raise HMMValueError(f"{name} contains NaN or inf (first at index {idx})")
+    if non_negative and t.numel() and bool((t < 0).any()):
+        idx = tuple(torch.nonzero(t < 0)[0].tolist())
+        raise HMMValueError(f"{name} must be >= 0, got {t[idx].item()} at index {idx}")
+
+
+def as_labels(x, name: str) -> torch.Tensor:
+    """Integer labels; floats must be whole numbers (no NaN), bools are refused."""
+    t = as_tensor(x, name)
+    if t.dtype == torch.bool or t.is_complex():
+        raise HMMTypeError(f"{name} must hold integer labels, got {t.dtype}")
+    if t.is_floating_point():
+        check_finite(t, name)
+        if not bool((t == t.round()).all()):
+            raise HMMValueError(f"{name} must hold whole-number labels, got fractions")
+        t = t.long()
+    return t
+
+
+def check_scalar(v, name: str, *, positive: bool = False) -> float:
+    """A finite real number (``> 0`` with ``positive``, else ``>= 0``)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        try:
+            import numpy as np
+
+            if isinstance(v, np.generic) and np.issubdtype(type(v), np.number):
+                v = float(v)
+            else:
+                raise TypeError
+        except TypeError:
+            raise HMMTypeError(f"{name} must be a number, got {v!r}") from None
+    v = float(v)
+    if not math.isfinite(v) or (v <= 0 if positive else v < 0):
+        raise HMMValueError(
+            f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}"
+        )
+    return v
 
 
 def check_lengths(lengths, batch: int, total: int, name: str, device) -> torch.Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import HMMTypeError, HMMValueError
-from ._common import batch_pair, frame_mask
+from ._common import as_labels, batch_pair, check_scalar, frame_mask
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -51,6 +51,11 @@ def frame_accuracy(
         lengths: ``(B,)`` valid frames (must be the same for both sequences).
         ignore_index: reference label whose frames are not counted.
     """
+    ref, hyp = as_labels(ref, "ref"), as_labels(hyp, "hyp")
+    if ignore_index is not None and (
+        isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))
+    ):
+        raise HMMTypeError(f"ignore_index must be an integer label or None, got {ignore_index!r}")
     r, h, n, _, _ = batch_pair(ref, hyp, lengths, None, feature_dim=False, dtype=torch.long)
     counted = frame_mask(n, r.shape[1])
     if ignore_index is not None:
@@ -99,16 +104,39 @@ def boundary_times(
     """
     if _is_segments(segmentation):
         segs = list(segmentation)
+        for k, s in enumerate(segs):
+            if len(s) != 3:
+                raise HMMValueError(f"segment {k} must be (start, end, label), got {s!r}")
+            try:
+                a, e = float(s[0]), float(s[1])
+            except (TypeError, ValueError) as err:
+                raise HMMValueError(f"segment {k}: times must be numbers, got {s!r}") from err
+            if not (np.isfinite(a) and np.isfinite(e)) or a < 0 or e < a:
+                raise HMMValueError(
+                    f"segment {k}: times must be finite with 0 <= start <= end, got {s!r}"
+                )
         times = [float(s[0]) for s in segs[1:]]
         if include_edges:
             times = [float(segs[0][0])] + times + [float(segs[-1][1])]
         return np.asarray(times, dtype=np.float64), [str(s[2]) for s in segs]
-    arr = np.asarray(segmentation, dtype=np.float64)
+    if isinstance(segmentation, torch.Tensor):
+        segmentation = segmentation.detach().cpu().double().numpy()
+    try:
+        arr = np.asarray(segmentation, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise HMMTypeError(
+            "a segmentation must be a list of (start, end, label) or a 1-D array of boundary "
+            f"times, got {type(segmentation).__name__}"
+        ) from err
     if arr.ndim != 1:
         raise HMMValueError(
             "a segmentation must be a list of (start, end, label) or a 1-D array of boundary "
             f"times, got an array of shape {arr.shape}"
         )
+    if not np.isfinite(arr).all():
+        raise HMMValueError("boundary times contain NaN or inf")
+    if (arr < 0).any():
+        raise HMMValueError(f"boundary times must be >= 0, got {arr.min()}")
     return arr, None
 
 
@@ -153,6 +181,14 @@ def boundary_accuracy(
     Raises:
         ValueError: different numbers of utterances or boundaries, or different labels.
     """
+    if isinstance(tolerances, (int, float, np.number)) and not isinstance(tolerances, bool):
+        tolerances = (tolerances,)
+    try:
+        tolerances = [check_scalar(t, "tolerances") for t in tolerances]
+    except TypeError as err:
+        if isinstance(err, HMMTypeError):
+            raise
+        raise HMMTypeError(f"tolerances must be a list of seconds, got {tolerances!r}") from err
     refs, hyps = _utterances(reference), _utterances(hypothesis)
     if len(refs) != len(hyps):
         raise HMMValueError(
@@ -160,8 +196,14 @@ def boundary_accuracy(
         )
     errors = []
     for u, (r, h) in enumerate(zip(refs, hyps)):
-        rt, rlab = boundary_times(r, include_edges=include_edges)
-        ht, hlab = boundary_times(h, include_edges=include_edges)
+        try:
+            rt, rlab = boundary_times(r, include_edges=include_edges)
+        except ValueError as err:
+            raise HMMValueError(f"reference utterance {u}: {err}") from err
+        try:
+            ht, hlab = boundary_times(h, include_edges=include_edges)
+        except ValueError as err:
+            raise HMMValueError(f"hypothesis utterance {u}: {err}") from err
         if check_labels and rlab is not None and hlab is not None and rlab != hlab:
             diff = next(
                 (i for i, (a, b) in enumerate(zip(rlab, hlab)) if a != b), min(len(rlab), len(hlab))

@@ -7,8 +7,8 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from ..errors import HMMValueError
-from ._common import batch_pair, frame_mask
+from ..errors import HMMTypeError, HMMValueError
+from ._common import as_tensor, batch_pair, check_finite, check_scalar, frame_mask
 
 __all__ = ["DurationMetrics", "duration_metrics"]
 
@@ -67,11 +67,16 @@ def duration_metrics(
     """
     if tolerance_unit not in _UNITS:
         raise HMMValueError(f"tolerance_unit must be one of {_UNITS}, got {tolerance_unit!r}")
-    if tolerance < 0:
-        raise HMMValueError(f"tolerance must be >= 0, got {tolerance}")
-    if frame_shift_ms <= 0:
-        raise HMMValueError(f"frame_shift_ms must be > 0, got {frame_shift_ms}")
+    tolerance = check_scalar(tolerance, "tolerance")
+    frame_shift_ms = check_scalar(frame_shift_ms, "frame_shift_ms", positive=True)
+    for x, nm in ((ref, "ref"), (hyp, "hyp")):
+        t = as_tensor(x, nm)
+        if t.dtype == torch.bool or t.is_complex():
+            raise HMMTypeError(f"{nm} must hold durations (numbers), got {t.dtype}")
     r, h, n, _, _ = batch_pair(ref, hyp, lengths, None, feature_dim=False)
+    valid_ = frame_mask(n, r.shape[1])
+    check_finite(torch.where(valid_, r, torch.zeros_like(r)), "ref", non_negative=True)
+    check_finite(torch.where(valid_, h, torch.zeros_like(h)), "hyp", non_negative=True)
     valid = frame_mask(n, r.shape[1])
     err = torch.where(valid, h - r, torch.zeros_like(r))
     if tolerance_unit == "frames":

@@ -3,16 +3,23 @@ alignment, segments, persistence (training: :mod:`.training`; graphs: :mod:`.gra
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
 import itertools
 import math
+import numbers
 import os
+import warnings
+from collections import abc
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from ... import core
-from ...errors import HMMValueError
+from ...errors import HMMTypeError, HMMValueError
+from ...io._atomic import atomic_write
 from ...io.labels import Segment
 from ...models.gaussian import diag_gaussian_log_likelihood
 from ..lexicon import Lexicon, MissingWordError
@@ -37,6 +44,15 @@ from .training import AlignerTrainingMixin
 __all__ = ["ForcedAligner"]
 
 NEG_INF = float("-inf")
+_MAGIC = b"pytorch_hmm.ForcedAligner/2\n"
+_PAYLOAD_FORMAT = "pytorch_hmm.ForcedAligner/1"
+
+
+class UnknownPhoneError(HMMValueError, KeyError):
+    """A phone that is not in the model's phone set (a ``ValueError`` and a ``KeyError``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 # ------------------------------------------------------------------------------------------
@@ -94,7 +110,21 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
         n_mixtures: int = 1,
     ) -> None:
         super().__init__()
+        if config is not None and not isinstance(config, AlignerConfig):
+            raise HMMTypeError(f"config must be an AlignerConfig, got {type(config).__name__}")
+        if lexicon is not None and not isinstance(lexicon, Lexicon):
+            raise HMMTypeError(f"lexicon must be a Lexicon or None, got {type(lexicon).__name__}")
+        if isinstance(phones, (str, bytes)) or not isinstance(phones, abc.Sequence):
+            raise HMMTypeError(
+                f"phones must be a sequence of phone names (strings), got {type(phones).__name__}"
+            )
+        if not all(isinstance(p, str) for p in phones):
+            bad = next(p for p in phones if not isinstance(p, str))
+            raise HMMTypeError(f"phones must be strings, got {bad!r}")
+        if isinstance(n_mixtures, bool) or not isinstance(n_mixtures, int) or n_mixtures < 1:
+            raise HMMValueError(f"n_mixtures must be a whole number >= 1, got {n_mixtures!r}")
         self.config = config = config or AlignerConfig()
+        config.validate()
         sil = config.silence_phone
         ph = [sil] + [str(p) for p in phones if str(p) != sil]
         if len(set(ph)) != len(ph):
@@ -149,14 +179,24 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
 
     def extract_features(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """MFCC features (T, D) of a mono waveform (N,) at the configured rate."""
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+            raise HMMTypeError(f"sample_rate must be a number, got {sample_rate!r}")
         if int(sample_rate) != self.config.sample_rate:
             raise HMMValueError(
                 f"audio is sampled at {sample_rate} Hz but the aligner expects "
                 f"{self.config.sample_rate} Hz; resample it first (e.g. librosa.resample)"
             )
-        wav = torch.as_tensor(waveform, dtype=torch.float32)
+        try:
+            wav = torch.as_tensor(waveform, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise HMMTypeError(
+                f"waveform must be a tensor or array of samples, got {type(waveform).__name__}"
+            ) from err
         if wav.dim() != 1:
             raise HMMValueError(f"waveform must be mono (N,), got shape {tuple(wav.shape)}")
+        if not bool(torch.isfinite(wav).all()):
+            i = int(torch.nonzero(~torch.isfinite(wav))[0, 0])
+            raise HMMValueError(f"waveform contains NaN or inf (first at sample {i})")
         if wav.numel() < self.config.hop_length:
             raise HMMValueError(f"audio is too short ({wav.numel()} samples)")
         if self.config.dither > 0:
@@ -190,11 +230,83 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
     def _phone_ids(self, phones: Sequence[str], where: str) -> Tuple[int, ...]:
         unknown = [p for p in phones if p not in self.phone_index]
         if unknown:
-            raise KeyError(
+            raise UnknownPhoneError(
                 f"phone(s) {', '.join(repr(p) for p in dict.fromkeys(unknown))} of {where} are "
                 f"not in the model's phone set"
             )
         return tuple(self.phone_index[p] for p in phones)
+
+    def _check_utterance(self, u, where: str = "utterance") -> Utterance:
+        """The utterance with its features as a float32 (T, D) tensor, or an
+        :class:`HMMValueError` / :class:`HMMTypeError` saying what is wrong with it (a bad
+        type, features of the wrong shape or with NaN/inf, a missing transcript)."""
+        if not isinstance(u, Utterance):
+            raise HMMTypeError(f"{where} must be an Utterance, got {type(u).__name__}")
+        if not isinstance(u.name, str) or not u.name:
+            raise HMMTypeError(f"{where}: name must be a non-empty string, got {u.name!r}")
+        f = u.features
+        if not isinstance(f, torch.Tensor):
+            try:
+                f = torch.as_tensor(f)
+            except (TypeError, ValueError, RuntimeError) as err:
+                raise HMMTypeError(
+                    f"features must be a (T, {self.config.feature_dim}) tensor, got "
+                    f"{type(u.features).__name__}"
+                ) from err
+        if f.dtype == torch.bool or f.is_complex():
+            raise HMMTypeError(f"features must be real numbers, got {f.dtype}")
+        if f.dim() != 2 or f.shape[1] != self.config.feature_dim:
+            raise HMMValueError(
+                f"features must be (T, {self.config.feature_dim}), got {tuple(f.shape)}"
+            )
+        if f.shape[0] == 0:
+            raise HMMValueError("features have no frames (T = 0)")
+        f = f.detach().float()
+        bad = ~torch.isfinite(f)
+        if bool(bad.any()):
+            t = int(torch.nonzero(bad)[0, 0])
+            raise HMMValueError(f"features contain NaN or inf (first at frame {t})")
+        tr = u.transcript
+        if tr is None:
+            raise HMMValueError("transcript is None (expected a string or a list of words)")
+        if not isinstance(tr, str) and (
+            not isinstance(tr, abc.Sequence) or not all(isinstance(w, str) for w in tr)
+        ):
+            raise HMMTypeError(
+                f"transcript must be a string or a list of strings, got {type(tr).__name__}"
+            )
+        if u.pronunciations is not None and (
+            isinstance(u.pronunciations, str)
+            or not isinstance(u.pronunciations, abc.Sequence)
+            or not all(
+                isinstance(p, abc.Sequence)
+                and not isinstance(p, str)
+                and all(isinstance(x, str) for x in p)
+                for p in u.pronunciations
+            )
+        ):
+            raise HMMTypeError("pronunciations must be a list of phone lists (strings)")
+        d = u.duration
+        if d is not None and (
+            isinstance(d, bool) or not isinstance(d, numbers.Real) or not (0 < d < math.inf)
+        ):
+            raise HMMValueError(f"duration must be a positive number of seconds, got {d!r}")
+        return dataclasses.replace(u, features=f)
+
+    @staticmethod
+    def _name(u, i: int) -> str:
+        name = getattr(u, "name", None)
+        return name if isinstance(name, str) and name else f"utterances[{i}]"
+
+    def _screen(self, utts: Sequence[Utterance], errors: Dict[str, str]) -> List[Utterance]:
+        """The checked copies of the usable utterances; the others go to ``errors``."""
+        out = []
+        for i, u in enumerate(utts):
+            try:
+                out.append(self._check_utterance(u, f"utterances[{i}]"))
+            except (ValueError, TypeError) as err:
+                errors[self._name(u, i)] = error_message(err)
+        return out
 
     def _resolve(self, utt: Utterance) -> ResolvedTranscript:
         tokens = utt.transcript.split() if isinstance(utt.transcript, str) else list(utt.transcript)
@@ -353,7 +465,10 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
                 [g for _, _, g in chunk],
                 [cache[i] for i, _, _ in chunk],
             )
-            ll = self._engine("log_likelihood", state_ll, gb, lengths)
+            try:
+                ll = self._engine("log_likelihood", state_ll, gb, lengths)
+            except (ValueError, RuntimeError):
+                continue  # scores left out: -inf; the Viterbi pass reports the utterance
             for (i, v, _), sc in zip(chunk, ll.tolist()):
                 scores[(i, v)] = sc
         for i, (vs, full) in enumerate(var_lists):
@@ -421,26 +536,36 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
         raises :class:`AlignmentError` if it cannot be aligned. A list gives the results of
         those that could be aligned, in input order; with ``errors`` (a dict) the failures are
         recorded there as name -> reason, otherwise the first failure raises
-        :class:`AlignmentError`. ``progress(n)`` is called as batches finish."""
+        :class:`AlignmentError`. ``progress(n)`` is called as batches finish.
+
+        Each utterance is checked on its own first (an :class:`Utterance`; features a
+        ``(T, D)`` tensor or array with ``T >= 1`` and no NaN/inf; a transcript that is a
+        string or a list of strings; a positive duration), so one bad utterance is reported by
+        name and costs only itself; a batch that fails in the engine is re-run one utterance
+        at a time for the same reason."""
         single = isinstance(utterances, Utterance)
+        if not single and (
+            isinstance(utterances, (str, bytes)) or not isinstance(utterances, abc.Iterable)
+        ):
+            raise HMMTypeError(
+                "utterances must be an Utterance or a list of them, got "
+                f"{type(utterances).__name__}"
+            )
+        if errors is not None and not isinstance(errors, dict):
+            raise HMMTypeError(f"errors must be a dict or None, got {type(errors).__name__}")
+        if progress is not None and not callable(progress):
+            raise HMMTypeError("progress must be callable or None")
         utts = [utterances] if single else list(utterances)
         errs: Dict[str, str] = {}
         with torch.no_grad():
-            items = self._prepare(utts, errs)
+            checked = self._screen(utts, errs)
+            items = self._prepare(checked, errs)
             results: Dict[int, UtteranceAlignment] = {}
             order = sorted(range(len(items)), key=lambda i: items[i][0].features.shape[0])
             bs = max(self.config.batch_size, 1)
             for s in range(0, len(order), bs):
                 chunk = [items[i] for i in order[s : s + bs]]
-                r, _ = self._viterbi([u.features.float() for u, _ in chunk], [g for _, g in chunk])
-                for b, (u, g) in enumerate(chunk):
-                    if not math.isfinite(float(r.score[b])):
-                        errs[u.name] = (
-                            "no alignment possible (every state path has zero probability)"
-                        )
-                        continue
-                    L = int(u.features.shape[0])
-                    results[id(u)] = self._segments(u, g, r.path[b, :L], float(r.score[b]))
+                self._align_chunk(chunk, results, errs)
                 if progress is not None:
                     progress(len(chunk))
         if errors is not None:
@@ -448,8 +573,27 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
         elif errs:
             name = next(iter(errs))
             raise AlignmentError(name, errs[name])
-        out = [results[id(u)] for u in utts if id(u) in results]
+        out = [results[id(u)] for u in checked if id(u) in results]
         return out[0] if single else out
+
+    def _align_chunk(self, chunk, results, errs) -> None:
+        """Viterbi on one batch; if the batch as a whole fails, each utterance is aligned on
+        its own so that one bad utterance costs only itself (reported by name)."""
+        try:
+            r, _ = self._viterbi([u.features for u, _ in chunk], [g for _, g in chunk])
+        except (ValueError, RuntimeError) as err:
+            if len(chunk) == 1:
+                errs[chunk[0][0].name] = f"alignment failed: {error_message(err)}"
+                return
+            for item in chunk:
+                self._align_chunk([item], results, errs)
+            return
+        for b, (u, g) in enumerate(chunk):
+            if not math.isfinite(float(r.score[b])):
+                errs[u.name] = "no alignment possible (every state path has zero probability)"
+                continue
+            L = int(u.features.shape[0])
+            results[id(u)] = self._segments(u, g, r.path[b, :L], float(r.score[b]))
 
     def _segments(self, u: Utterance, g: UtteranceGraph, path: torch.Tensor, score: float):
         fs = self.config.frame_shift
@@ -495,45 +639,91 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: PathLike) -> None:
-        """Save config, phone set, lexicon and parameters (``torch.save`` of plain data: no
-        pickled code, loadable with ``weights_only=True``)."""
+        """Save config, phone set, lexicon and parameters.
+
+        The file is a header line ``pytorch_hmm.ForcedAligner/2``, a line ``sha256 <hex>``
+        with the checksum of the payload, then the payload: a ``torch.save`` of plain data (no
+        pickled code, loadable with ``weights_only=True``). :meth:`load` refuses a file whose
+        payload does not match its checksum (truncated or altered). The write is atomic: a
+        temporary file in the same folder, fsync-ed, then renamed over ``path``, so an
+        interrupted save leaves the previous file intact."""
+        buf = io.BytesIO()
         torch.save(
             {
-                "format": "pytorch_hmm.ForcedAligner/1",
+                "format": _PAYLOAD_FORMAT,
                 "config": self.config.to_dict(),
                 "phones": list(self.phones),
                 "lexicon": None if self.lexicon is None else self.lexicon.to_dict(),
                 "lexicon_case_sensitive": None
                 if self.lexicon is None
                 else self.lexicon.case_sensitive,
-                "state_dict": {k: v.clone() for k, v in self.state_dict().items()},
+                "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()},
             },
-            path,
+            buf,
         )
+        payload = buf.getvalue()
+        digest = hashlib.sha256(payload).hexdigest()
+        with atomic_write(path, "wb") as f:
+            f.write(_MAGIC + b"sha256 " + digest.encode("ascii") + b"\n")
+            f.write(payload)
 
     @classmethod
     def load(cls, path: PathLike, *, lexicon: Optional[Lexicon] = None) -> ForcedAligner:
-        """Load a model written by :meth:`save` (``lexicon`` replaces the saved one)."""
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except OSError:
-            raise
-        except Exception as err:  # unpickling errors of every kind
-            raise HMMValueError(f"{os.fspath(path)} is not a saved ForcedAligner ({err})") from err
-        if not isinstance(d, dict) or d.get("format") != "pytorch_hmm.ForcedAligner/1":
-            raise HMMValueError(f"{os.fspath(path)} is not a saved ForcedAligner")
-        if lexicon is None and d.get("lexicon") is not None:
-            lexicon = Lexicon.from_dict(
-                d["lexicon"], case_sensitive=bool(d.get("lexicon_case_sensitive"))
+        """Load a model written by :meth:`save` (``lexicon`` replaces the saved one).
+
+        Raises :class:`HMMValueError` naming the file when it is not a saved aligner, is
+        truncated or altered (checksum mismatch), or holds inconsistent parameters; files of
+        the first format (no checksum) still load, with a warning to re-save them."""
+        if lexicon is not None and not isinstance(lexicon, Lexicon):
+            raise HMMTypeError(f"lexicon must be a Lexicon or None, got {type(lexicon).__name__}")
+        name = os.fspath(path)
+        with open(path, "rb") as f:  # OSError (missing, unreadable) passes through
+            data = f.read()
+        if data.startswith(_MAGIC):
+            head, sep, payload = data[len(_MAGIC) :].partition(b"\n")
+            if not sep or not head.startswith(b"sha256 "):
+                raise HMMValueError(f"{name}: saved ForcedAligner with a damaged header")
+            want = head[len(b"sha256 ") :].decode("ascii", "replace")
+            if hashlib.sha256(payload).hexdigest() != want:
+                raise HMMValueError(
+                    f"{name}: checksum mismatch: the saved ForcedAligner is truncated or "
+                    f"altered ({len(data)} bytes); save the model again"
+                )
+        elif data.startswith(b"PK"):  # format 1: a bare torch.save zip, no checksum
+            payload = data
+            warnings.warn(
+                f"{name} is a ForcedAligner file of the first format, which has no checksum; "
+                "re-save it with ForcedAligner.save to protect it",
+                stacklevel=2,
             )
-        sd = d["state_dict"]
-        m = cls(
-            d["phones"],
-            AlignerConfig.from_dict(d["config"]),
-            lexicon,
-            n_mixtures=int(sd["means"].shape[1]),
-        )
-        m.load_state_dict(sd)
+        else:
+            raise HMMValueError(f"{name} is not a saved ForcedAligner")
+        try:
+            d = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+        except Exception as err:  # unpickling errors of every kind
+            raise HMMValueError(f"{name} is not a saved ForcedAligner ({err})") from err
+        if not isinstance(d, dict) or d.get("format") != _PAYLOAD_FORMAT:
+            raise HMMValueError(f"{name} is not a saved ForcedAligner")
+        try:
+            if lexicon is None and d.get("lexicon") is not None:
+                lexicon = Lexicon.from_dict(
+                    d["lexicon"], case_sensitive=bool(d.get("lexicon_case_sensitive"))
+                )
+            sd = d["state_dict"]
+            m = cls(
+                d["phones"],
+                AlignerConfig.from_dict(d["config"]),
+                lexicon,
+                n_mixtures=int(sd["means"].shape[1]),
+            )
+            m.load_state_dict(sd)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise HMMValueError(
+                f"{name}: inconsistent saved ForcedAligner ({error_message(err)})"
+            ) from err
+        for k, v in m.state_dict().items():
+            if v.is_floating_point() and torch.isnan(v).any():
+                raise HMMValueError(f"{name}: saved parameter {k} contains NaN")
         return m
 
     def extra_repr(self) -> str:

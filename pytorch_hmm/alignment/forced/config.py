@@ -5,13 +5,15 @@ and call the writers of :mod:`pytorch_hmm.io.alignment_writers`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ...errors import HMMValueError
+from ...errors import HMMTypeError, HMMValueError
 from ...io.alignment_writers import (
     alignment_to_dict,
     write_alignment_json,
@@ -73,6 +75,62 @@ class AlignerConfig:
     energy_init: bool = True
     dither: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every setting (called on construction and by the aligner); raises
+        :class:`~pytorch_hmm.errors.HMMValueError` / ``HMMTypeError`` naming the field."""
+        for name in _INT_FIELDS:
+            v = getattr(self, name)
+            lo = 0 if name == "delta_order" else 1
+            whole = isinstance(v, numbers.Integral) or (
+                isinstance(v, numbers.Real) and math.isfinite(v) and float(v).is_integer()
+            )
+            if isinstance(v, bool) or not whole:
+                raise HMMTypeError(f"AlignerConfig.{name} must be a whole number, got {v!r}")
+            if int(v) < lo:
+                raise HMMValueError(f"AlignerConfig.{name} must be >= {lo}, got {v!r}")
+            setattr(self, name, int(v))
+        for name, lo, lo_open, hi, hi_open in _REAL_FIELDS:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise HMMTypeError(f"AlignerConfig.{name} must be a number, got {v!r}")
+            v = float(v)
+            ok = math.isfinite(v)
+            if ok and lo is not None:
+                ok = v > lo if lo_open else v >= lo
+            if ok and hi is not None:
+                ok = v < hi if hi_open else v <= hi
+            if not ok:
+                rng = (
+                    ("(" if lo_open or lo is None else "[")
+                    + ("-inf" if lo is None else f"{lo:g}")
+                    + ", "
+                    + ("inf" if hi is None else f"{hi:g}")
+                    + (")" if hi_open or hi is None else "]")
+                )
+                raise HMMValueError(f"AlignerConfig.{name} must lie in {rng}, got {v!r}")
+            setattr(self, name, v)
+        if not isinstance(self.silence_phone, str) or not self.silence_phone.strip():
+            raise HMMValueError(
+                f"AlignerConfig.silence_phone must be a non-empty string, got "
+                f"{self.silence_phone!r}"
+            )
+        if isinstance(self.silence_aliases, str) or not all(
+            isinstance(a, str) for a in self.silence_aliases
+        ):
+            raise HMMTypeError(
+                "AlignerConfig.silence_aliases must be a sequence of strings, got "
+                f"{self.silence_aliases!r}"
+            )
+        self.silence_aliases = tuple(self.silence_aliases)
+        if self.hop_length < 1:
+            raise HMMValueError(
+                f"AlignerConfig.frame_shift = {self.frame_shift} s is under one sample at "
+                f"{self.sample_rate} Hz"
+            )
+
     @property
     def hop_length(self) -> int:
         return int(round(self.frame_shift * self.sample_rate))
@@ -94,6 +152,30 @@ class AlignerConfig:
             kw["silence_aliases"] = tuple(kw["silence_aliases"])
         return cls(**kw)
 
+
+_INT_FIELDS = (
+    "sample_rate",
+    "n_fft",
+    "n_mels",
+    "n_mfcc",
+    "delta_order",
+    "states_per_phone",
+    "silence_states",
+    "max_variants",
+    "batch_size",
+)
+# (name, low, low open, high, high open); None: unbounded. Probabilities lie strictly inside
+# (0, 1): their logarithms and those of their complements enter the graphs.
+_REAL_FIELDS = (
+    ("frame_shift", 0.0, True, None, False),
+    ("win_length", 0.0, True, None, False),
+    ("self_loop_prob", 0.0, True, 1.0, True),
+    ("silence_prob", 0.0, True, 1.0, True),
+    ("edge_silence_prob", 0.0, True, 1.0, True),
+    ("variance_floor", 0.0, True, None, False),
+    ("time_offset", None, False, None, False),
+    ("dither", 0.0, False, None, False),
+)
 
 TranscriptLike = Union[str, Sequence[str]]
 

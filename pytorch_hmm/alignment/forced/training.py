@@ -10,12 +10,15 @@ provides the model (buffers ``means``, ``variances``, ``log_weights``, ``log_sel
 
 from __future__ import annotations
 
+import contextlib
 import math
+import numbers
+from collections import abc
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ...errors import HMMValueError
+from ...errors import HMMTypeError, HMMValueError
 from ...training.stats import (
     GaussianStats,
     gaussian_stats,
@@ -30,8 +33,35 @@ from .graph import SILENCE_BETWEEN, SILENCE_LEADING
 __all__ = ["AlignerTrainingMixin"]
 
 
+def _whole(name: str, v, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or int(v) < lo:
+        raise HMMValueError(f"{name} must be a whole number >= {lo}, got {v!r}")
+    return int(v)
+
+
 class AlignerTrainingMixin:
-    """Training methods of :class:`~pytorch_hmm.alignment.forced.ForcedAligner`."""
+    """Training methods of :class:`~pytorch_hmm.alignment.forced.ForcedAligner`.
+
+    A fit that raises leaves the model as it was before the call (every buffer restored)."""
+
+    @contextlib.contextmanager
+    def _restore_on_error(self):
+        saved = {k: v.clone() for k, v in self._buffers.items() if v is not None}
+        try:
+            yield
+        except BaseException:
+            for k, v in saved.items():
+                self._buffers[k] = v
+            raise
+
+    def _check_parameters(self) -> None:
+        for k in ("means", "variances", "log_weights", "log_self_loop", "log_silence"):
+            v = getattr(self, k)
+            if torch.isnan(v).any() or torch.isposinf(v).any():
+                raise HMMValueError(
+                    f"training produced non-finite {k} (features too large or degenerate?); "
+                    "the model was left as it was"
+                )
 
     def _init_global(self, utts: Sequence[Utterance]) -> None:
         x = torch.cat([u.features.float() for u in utts]).double()
@@ -240,14 +270,30 @@ class AlignerTrainingMixin:
         """
         if method not in ("viterbi", "baum-welch"):
             raise HMMValueError(f"method must be 'viterbi' or 'baum-welch', got {method!r}")
-        if mixtures < 1 or mixtures & (mixtures - 1):
+        mixtures = _whole("mixtures", mixtures, 1)
+        if mixtures & (mixtures - 1):
             raise HMMValueError(f"mixtures must be a power of two, got {mixtures}")
+        iterations = _whole("iterations", iterations, 0)
+        split_iterations = _whole("split_iterations", split_iterations, 0)
+        reselect_from = _whole("reselect_from", reselect_from, 0)
+        if errors is not None and not isinstance(errors, dict):
+            raise HMMTypeError(f"errors must be a dict or None, got {type(errors).__name__}")
+        if isinstance(utterances, (str, bytes)) or not isinstance(utterances, abc.Iterable):
+            raise HMMTypeError(
+                f"utterances must be a list of Utterance, got {type(utterances).__name__}"
+            )
         errs: Dict[str, str] = {}
         history: List[float] = []
         utts = list(utterances)
         if not utts:
-            raise HMMValueError("no training utterances")
-        with torch.no_grad():
+            raise HMMValueError("utterances is empty: no training utterances")
+        # bad utterances (NaN features, no transcript) are set aside before anything is
+        # estimated from them
+        bad: Dict[str, str] = {}
+        utts = self._screen(utts, bad)
+        if not utts:
+            raise HMMValueError(f"no usable training utterance: {bad}")
+        with torch.no_grad(), self._restore_on_error():
             if flat_start:
                 if self.n_mixtures != 1:
                     S, _, D = self.means.shape
@@ -256,10 +302,12 @@ class AlignerTrainingMixin:
                     self.variances = torch.ones(S, 1, D, device=dev)
                     self.log_weights = torch.zeros(S, 1, device=dev)
                 self._init_global(utts)
+                errs.update(bad)
                 items = self._training_items(utts, errs, reselect=False)
                 if not items:
                     raise HMMValueError(f"no usable training utterance: {errs}")
                 self._m_step(self._accumulate_uniform(items))
+                self._check_parameters()
             schedule = [iterations]
             m = self.n_mixtures
             while m < mixtures:
@@ -271,11 +319,13 @@ class AlignerTrainingMixin:
                     self._split_mixtures()
                 for _ in range(n_it):
                     errs.clear()
+                    errs.update(bad)
                     items = self._training_items(utts, errs, reselect=it >= reselect_from)
                     if not items:
                         raise HMMValueError(f"no usable training utterance: {errs}")
                     stats, ll = self._accumulate(items, method)
                     self._m_step(*stats)
+                    self._check_parameters()
                     history.append(ll)
                     msg = (
                         f"iteration {it + 1} ({method}, {self.n_mixtures} Gaussian(s)/state): "
@@ -287,6 +337,7 @@ class AlignerTrainingMixin:
                         progress(msg)
                     it += 1
         if errors is not None:
+            errors.update(bad)
             errors.update(errs)
         return history
 
@@ -298,28 +349,56 @@ class AlignerTrainingMixin:
         """Estimate the states from reference phone segmentations (seconds): each labelled
         phone's frames are split evenly into its states (silence aliases map to the silence
         phone). Follow with :meth:`fit` (``flat_start=False``) to refine by EM."""
+        for nm, v in (("utterances", utterances), ("segmentations", segmentations)):
+            if isinstance(v, (str, bytes)) or not isinstance(v, abc.Sequence):
+                raise HMMTypeError(f"{nm} must be a list, got {type(v).__name__}")
         if len(utterances) != len(segmentations):
-            raise HMMValueError("one segmentation per utterance is needed")
-        S, M, D = self.means.shape
-        with torch.no_grad():
-            self._init_global(utterances)
+            raise HMMValueError(
+                f"one segmentation per utterance is needed: {len(utterances)} utterances, "
+                f"{len(segmentations)} segmentations"
+            )
+        if not utterances:
+            raise HMMValueError("utterances is empty: no labelled training data")
+        # everything is checked and converted before the model is touched
+        utts = [self._check_utterance(u, f"utterances[{i}]") for i, u in enumerate(utterances)]
+        fs = self.config.frame_shift
+        assigned = []
+        for i, (u, segs) in enumerate(zip(utts, segmentations)):
+            where = f"segmentations[{i}] ({u.name})"
+            T = int(u.features.shape[0])
+            states = torch.full((T,), -1, dtype=torch.long)
+            for k, seg in enumerate(segs):
+                if isinstance(seg, str) or not isinstance(seg, abc.Sequence) or len(seg) != 3:
+                    raise HMMValueError(f"{where}[{k}] must be (start, end, label), got {seg!r}")
+                start, end, lab = seg
+                try:
+                    start, end = float(start), float(end)
+                except (TypeError, ValueError) as err:
+                    raise HMMValueError(f"{where}[{k}]: times must be numbers") from err
+                if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
+                    raise HMMValueError(
+                        f"{where}[{k}]: times must be finite with 0 <= start <= end, got "
+                        f"({start}, {end})"
+                    )
+                if not isinstance(lab, str):
+                    raise HMMTypeError(f"{where}[{k}]: label must be a str, got {lab!r}")
+                ph = self.config.silence_phone if self._is_silence(lab) else lab
+                p = self._phone_ids([ph], where)[0]
+                a = min(max(int(round(start / fs)), 0), T)
+                e = min(max(int(round(end / fs)), a), T)
+                if e <= a:
+                    continue
+                n = self.phone_states[p]
+                rel = (torch.arange(e - a) * n) // (e - a)
+                states[a:e] = self.phone_offset[p] + rel
+            assigned.append(states)
+        if not any(bool((st >= 0).any()) for st in assigned):
+            raise HMMValueError("no labelled frames: every segment lies outside its features")
+        with torch.no_grad(), self._restore_on_error():
+            self._init_global(utts)
             total = None
-            fs = self.config.frame_shift
-            for u, segs in zip(utterances, segmentations):
-                T = int(u.features.shape[0])
-                states = torch.full((T,), -1, dtype=torch.long)
-                for start, end, lab in segs:
-                    ph = self.config.silence_phone if self._is_silence(lab) else lab
-                    p = self._phone_ids([ph], f"the segmentation of {u.name}")[0]
-                    a = min(max(int(round(start / fs)), 0), T)
-                    e = min(max(int(round(end / fs)), a), T)
-                    if e <= a:
-                        continue
-                    n = self.phone_states[p]
-                    rel = (torch.arange(e - a) * n) // (e - a)
-                    states[a:e] = self.phone_offset[p] + rel
+            for u, states in zip(utts, assigned):
                 st = self._hard_stats(u.features, states)
                 total = st if total is None else total + st
-            if total is None:
-                raise HMMValueError("no labelled frames")
             self._m_step(total)
+            self._check_parameters()
