@@ -1,7 +1,12 @@
-"""Engine benchmark: pytorch_hmm vs hmmlearn and pomegranate (log-likelihood, Viterbi) and
-peak memory of the explicit backward vs plain autograd. See pytorch_hmm/benchmark.py.
+"""The library's own benchmark (``pytorch_hmm.benchmark.main``, the same as
+``pytorch-hmm benchmark``): log-likelihood, Viterbi and one training step of every model type
+over a grid of batch sizes, lengths and feature dimensions (median/min/max, real-time factor,
+peak memory); ``--engine-memory`` adds the explicit backward's peak memory against plain
+autograd. It times pytorch_hmm alone: the comparison with hmmlearn, pomegranate and the other
+peers is ``benchmarks/compare_peers.py``.
 
-    python benchmarks/bench_engine.py [--repeats 5] [--threads 1] [--json out.json]
+    python benchmarks/bench_engine.py [--threads 1] [--repeats 3] [--batch-sizes 1,8,32]
+        [--json out.json] [--csv out.csv] [--engine-memory]   (--help: every option)
 """
 
 import argparse
