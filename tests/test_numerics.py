@@ -104,3 +104,45 @@ def test_torch_backend_long_float32_posteriors_sum_to_one():
     p64, p32 = _both(ph.posteriors, em, pi, A, backend="torch")
     assert (p32.state_posteriors.sum(-1) - 1).abs().max() < 1e-5
     assert (p32.state_posteriors.double() - p64.state_posteriors).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_one_state(backend):
+    # K = 1: one path; its score is the sum of the emissions over each sequence's frames
+    em = torch.randn(3, 7, 1, dtype=torch.float64)
+    lengths = torch.tensor([7, 1, 4])
+    lpi, lA = torch.zeros(1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64)
+    want = torch.stack([em[b, :n, 0].sum() for b, n in enumerate(lengths.tolist())])
+    kw = dict(lengths=lengths, backend=backend)
+    torch.testing.assert_close(ph.log_likelihood(em, lpi, lA, **kw), want)
+    v = ph.viterbi(em, lpi, lA, **kw)
+    torch.testing.assert_close(v.score, want)
+    assert v.path.tolist() == [[0] * 7, [0] + [-1] * 6, [0] * 4 + [-1] * 3]
+    p = ph.posteriors(em, lpi, lA, **kw)
+    assert p.state_posteriors.sum((1, 2)).tolist() == lengths.double().tolist()
+    assert p.transition_counts.flatten().tolist() == (lengths - 1).double().tolist()
+
+
+def test_same_seed_same_results():
+    # determinism for a seed: EM from a random start, sampling, posterior sampling
+    x = torch.randn(3, 40, 2, generator=torch.Generator().manual_seed(0))
+
+    def fitted(cls, *args):
+        torch.manual_seed(7)
+        return cls(*args).fit(x, n_iter=3)
+
+    for cls, args in ((ph.GaussianHMM, (3, 2)), (ph.HSMM, (3, 2, 20))):
+        a, b = fitted(cls, *args), fitted(cls, *args)
+        for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(va, vb), (cls.__name__, k)
+        torch.manual_seed(3)
+        s1 = a.sample(20)
+        torch.manual_seed(3)
+        s2 = a.sample(20)
+        for u, w in zip(s1, s2):
+            assert torch.equal(u, w)
+    em = torch.randn(2, 9, 3)
+    lA = torch.full((3, 3), 1.0 / 3).log()
+    gen = [torch.Generator().manual_seed(5) for _ in range(2)]
+    draws = [ph.sample_posterior(em, lA[0], lA, num_samples=4, generator=g) for g in gen]
+    assert torch.equal(draws[0], draws[1])
