@@ -151,3 +151,14 @@ def test_textgrid_round_trip_two_tiers(tmp_path):
         write_textgrid(path, {"phones": phones}, xmax=1.0)
     with pytest.raises(ValueError, match="at least one tier"):
         write_textgrid(path, {})
+
+
+def test_textgrid_times_are_written_rounded(tmp_path):
+    # frame arithmetic gives 0.1 + 0.075 = 0.17500000000000002: written as 0.175
+    from pytorch_hmm.io import read_textgrid, write_textgrid
+
+    p = tmp_path / "a.TextGrid"
+    write_textgrid(p, {"phones": [(0.0, 0.1, "a"), (0.1, 0.1 + 0.075, "b")]})
+    text = p.read_text()
+    assert "0.17500000000000002" not in text and "xmax = 0.175 " in text
+    assert [s.end for s in read_textgrid(p)["phones"]] == [0.1, 0.175]

@@ -11,6 +11,7 @@ from .labels import PathLike, Segment, SegmentLike, _as_segments
 
 __all__ = ["read_textgrid", "write_textgrid"]
 
+TIME_DECIMALS = 6  # decimal places of the times write_textgrid writes
 
 def _praatio():
     try:
@@ -117,10 +118,16 @@ def write_textgrid(
         )
     from praatio.utilities.errors import PraatioException
 
+    # times are written rounded to TIME_DECIMALS places (a microsecond: finer than a sample at
+    # 48 kHz), so frame arithmetic's 0.17500000000000002 is written 0.175; equal times stay equal
+    xmin, xmax = round(float(xmin), TIME_DECIMALS), round(float(xmax), TIME_DECIMALS)
     try:  # praatio refuses overlapping intervals and the like: named, with the file
         tg = tg_mod.Textgrid(minTimestamp=xmin, maxTimestamp=xmax)
         for name, ivs in segs.items():
-            entries = [(s.start, s.end, s.label) for s in ivs]
+            entries = [
+                (round(s.start, TIME_DECIMALS), round(s.end, TIME_DECIMALS), s.label)
+                for s in ivs
+            ]
             tg.addTier(IntervalTier(name, entries, minT=xmin, maxT=xmax))
         with atomic_path(path) as tmp:  # the old file stays whole if anything fails
             tg.save(tmp, format=format, includeBlankSpaces=True, reportingMode="error")
