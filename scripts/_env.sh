@@ -7,10 +7,16 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 STAMP="$VENV/.pytorch_hmm_installed"
-REQ_HASH="$(cat "$ROOT/pyproject.toml" "$ROOT/requirements/constraints.txt" | sha256sum | cut -c1-16)"
+# TORCH_SPEC: the torch requirement (default the CPU wheel this machine's pip finds locally);
+# TORCH_INDEX_URL: where to get it (e.g. https://download.pytorch.org/whl/cpu on a machine
+# whose PyPI would give the CUDA build)
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+REQ_HASH="$( { echo "$TORCH_SPEC ${TORCH_INDEX_URL:-}"; cat "$ROOT/pyproject.toml" \
+  "$ROOT/requirements/constraints.txt"; } | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$REQ_HASH" ]; then
-  # CPU torch from the local wheel first, so nothing pulls a multi-GB CUDA build.
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check torch==2.13.0
+  # torch first and alone, so nothing later pulls another (multi-GB CUDA) build
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
     -c "$ROOT/requirements/constraints.txt" -e "$ROOT[all,dev]"
   echo "$REQ_HASH" > "$STAMP"

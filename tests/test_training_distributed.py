@@ -114,3 +114,19 @@ def test_two_gloo_processes_match_single_process_fit(tmp_path):
     a, b = torch.load(tmp_path / "init_0.pt"), torch.load(tmp_path / "init_1.pt")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_all_reduce_without_a_process_group_keeps_the_statistics():
+    # the README's training snippet runs as written in one process (no torchrun)
+    import torch.distributed as dist
+
+    import pytorch_hmm as ph
+
+    assert not dist.is_initialized()
+    x = torch.randn(2, 30, 3, generator=torch.Generator().manual_seed(0))
+    hmm = ph.GaussianHMM(3, 3)
+    stats = hmm.accumulate(x)
+    before = [t.clone() for t in stats.tensors()]
+    assert stats.all_reduce() is stats
+    assert all(torch.equal(a, b) for a, b in zip(before, stats.tensors()))
+    hmm.m_step(stats)

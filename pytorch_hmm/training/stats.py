@@ -112,8 +112,15 @@ class _Stats:
 
     def all_reduce(self, group=None):
         """Sum every tensor over the processes of ``group`` in place
-        (``torch.distributed.all_reduce``, one collective per dtype); returns ``self``."""
+        (``torch.distributed.all_reduce``, one collective per dtype); returns ``self``.
+
+        Without an initialised process group (one process, no ``torchrun``) the sum over the
+        processes is the statistics themselves: nothing to do, so the same training code runs
+        with and without ``torchrun``."""
         import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
 
         by_dtype: Dict[torch.dtype, List[torch.Tensor]] = {}
         for t in self.tensors():
