@@ -112,6 +112,22 @@ def check_real_frames(
     return x
 
 
+def to_tensor(value, name: str, what: str = "a tensor, numpy array or list of numbers"):
+    """``value`` as a tensor (a tensor as it is; numpy arrays and lists converted by
+    ``torch.as_tensor``). ``None``, strings and what does not convert (ragged lists, objects)
+    raise ``HMMTypeError`` naming ``name`` and ``what`` was expected."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if value is None or isinstance(value, (str, bytes)):
+        raise HMMTypeError(f"{name} must be {what}, got {value!r:.60}")
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise HMMTypeError(
+            f"{name} must be {what}, got {type(value).__name__} ({err})"
+        ) from None
+
+
 def check_lengths(
     lengths,
     B: int,
@@ -132,16 +148,7 @@ def check_lengths(
     """
     if lengths is None:
         return torch.full((B,), max_len, dtype=torch.long, device=device)
-    if not isinstance(lengths, torch.Tensor):
-        if isinstance(lengths, (str, bytes)):
-            raise HMMTypeError(f"{name} must be integers (one per sequence), got {lengths!r}")
-        try:
-            lengths = torch.as_tensor(lengths)
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise HMMTypeError(
-                f"{name} must be a (B,) integer tensor or a sequence of integers, got "
-                f"{type(lengths).__name__} ({e})"
-            ) from None
+    lengths = to_tensor(lengths, name, "a (B,) integer tensor or a sequence of integers")
     if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
         raise HMMTypeError(f"{name} must be an integer tensor, got {lengths.dtype}")
     if lengths.shape != (B,):

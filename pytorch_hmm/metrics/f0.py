@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from ..errors import HMMValueError
+from ..errors import HMMTypeError, HMMValueError
 from ._common import as_tensor, batch_pair, frame_mask
 
 __all__ = ["F0Metrics", "f0_metrics"]
@@ -35,7 +35,7 @@ class F0Metrics(NamedTuple):
     mean_vuv_error: float
 
 
-def _voicing(f0: torch.Tensor, voiced, name: str) -> torch.Tensor:
+def _voicing(f0: torch.Tensor, voiced, name: str, valid: torch.Tensor) -> torch.Tensor:
     if voiced is None:
         return torch.isfinite(f0) & (f0 > 0)
     v = as_tensor(voiced, name).to(f0.device)
@@ -45,11 +45,18 @@ def _voicing(f0: torch.Tensor, voiced, name: str) -> torch.Tensor:
         raise HMMValueError(
             f"{name} must have the shape of its F0 {tuple(f0.shape)}, got {tuple(v.shape)}"
         )
+    if v.is_complex() or (v.is_floating_point() and not bool(((v == 0) | (v == 1)).all())):
+        raise HMMTypeError(f"{name} must be a boolean (or 0/1) voicing mask, got {v.dtype}")
     v = v.bool()
-    bad = v & ~(torch.isfinite(f0) & (f0 > 0))
+    # padded frames (t >= lengths[b]) are never read
+    bad = v & ~(torch.isfinite(f0) & (f0 > 0)) & valid
     if bool(bad.any()):
-        raise HMMValueError(f"{name} marks frames voiced whose F0 is not a positive number")
-    return v
+        b, t = torch.nonzero(bad)[0].tolist()
+        raise HMMValueError(
+            f"{name} marks frames voiced whose F0 is not a positive number (first: utterance "
+            f"{b}, frame {t}, F0 {float(f0[b, t])})"
+        )
+    return v & valid
 
 
 def f0_metrics(
@@ -85,9 +92,9 @@ def f0_metrics(
         ValueError: different frame counts or batch sizes (there is no alignment here).
     """
     r, h, n, _, _ = batch_pair(ref_f0, hyp_f0, lengths, None, feature_dim=False)
-    vr = _voicing(r, ref_voiced, "ref_voiced")
-    vh = _voicing(h, hyp_voiced, "hyp_voiced")
     valid = frame_mask(n, r.shape[1])
+    vr = _voicing(r, ref_voiced, "ref_voiced", valid)
+    vh = _voicing(h, hyp_voiced, "hyp_voiced", valid)
     both = vr & vh & valid
     safe_r = torch.where(both, r, torch.ones_like(r))
     safe_h = torch.where(both, h, torch.ones_like(h))

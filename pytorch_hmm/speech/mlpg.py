@@ -21,7 +21,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..core.validation import check_lengths
+from ..core.validation import check_lengths, check_real_frames, to_tensor
 from ..errors import HMMTypeError, HMMValueError
 
 __all__ = [
@@ -50,10 +50,22 @@ def _parse_windows(
     windows: Sequence[WindowSpec], dtype: torch.dtype, device: torch.device
 ) -> Tuple[torch.Tensor, List[Tuple[int, int]], int]:
     """Windows -> coefficient table ``(M, 2L+1)`` over offsets ``-L..L``, extents, ``L``."""
+    if isinstance(windows, (str, bytes)) or (
+        windows is not None and not hasattr(windows, "__len__")
+    ):
+        raise HMMTypeError(
+            "windows must be a list of windows ((left, right, coefficients) or centred "
+            f"coefficient lists), got {type(windows).__name__}"
+        )
     if windows is None or len(windows) == 0:
         raise HMMValueError("windows must hold at least one window (the static window)")
     specs: List[Tuple[int, int, List[float]]] = []
     for i, w in enumerate(windows):
+        if w is None or isinstance(w, (str, bytes)):
+            raise HMMTypeError(
+                f"windows[{i}] must be (left, right, coefficients) or a list of coefficients, "
+                f"got {w!r}"
+            )
         if (
             isinstance(w, (tuple, list))
             and len(w) == 3
@@ -61,14 +73,15 @@ def _parse_windows(
             and isinstance(w[1], int)
             and not isinstance(w[2], (int, float))
         ):
-            left, right, coeffs = int(w[0]), int(w[1]), [float(c) for c in w[2]]
+            left, right = int(w[0]), int(w[1])
+            coeffs = _window_coefficients(w[2], i)
             if left < 0 or right < 0 or len(coeffs) != left + right + 1:
                 raise HMMValueError(
                     f"windows[{i}] = (left={left}, right={right}, coefficients of length "
                     f"{len(coeffs)}): expected left, right >= 0 and left + right + 1 coefficients"
                 )
         else:
-            coeffs = [float(c) for c in torch.as_tensor(w, dtype=torch.float64).reshape(-1)]
+            coeffs = _window_coefficients(w, i)
             if len(coeffs) % 2 != 1:
                 raise HMMValueError(
                     f"windows[{i}] has {len(coeffs)} coefficients; a centred window needs an odd "
@@ -84,8 +97,62 @@ def _parse_windows(
     return table, [(left, right) for left, right, _ in specs], half
 
 
+def _as_float_tensor(x, name: str, *, allow_int: bool = False) -> torch.Tensor:
+    """``x`` (tensor, numpy array, list or number) as a float tensor, naming ``name``.
+
+    float16 / bfloat16 become float32 (the banded Cholesky solve is computed in float32 and
+    the result returned in float32); integers are refused unless ``allow_int`` (variances
+    given as whole numbers), then float32."""
+    x = to_tensor(x, name)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.to(torch.float32)
+    if x.dtype == torch.bool or x.is_complex() or (not x.is_floating_point() and not allow_int):
+        raise HMMTypeError(
+            f"{name} must be a floating-point tensor (float32 / float64), got {x.dtype}"
+        )
+    return x if x.is_floating_point() else x.to(torch.float32)
+
+
+def _window_coefficients(c, i: int) -> List[float]:
+    """The finite coefficients of window ``i`` (a flat list of numbers)."""
+    try:
+        t = torch.as_tensor(c, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise HMMTypeError(
+            f"windows[{i}] coefficients must be numbers, got {c!r} ({err})"
+        ) from None
+    if t.dim() > 1:
+        raise HMMValueError(
+            f"windows[{i}] coefficients must be a flat list, got shape {tuple(t.shape)}"
+        )
+    if not bool(torch.isfinite(t).all()):
+        raise HMMValueError(f"windows[{i}] coefficients must be finite, got {t.tolist()}")
+    return [float(v) for v in t.reshape(-1)]
+
+
 def _check_lengths(lengths: Optional[torch.Tensor], batch: int, total: int, name: str, device):
     return check_lengths(lengths, batch, total, device, name=name, min_value=0)
+
+
+def _check_variances(var4: torch.Tensor, mask4: torch.Tensor, valid: torch.Tensor, D: int):
+    """Variances ``(B, T, M, D)`` of the real frames: no NaN, > 0 where the window is used,
+    finite for the static window (``inf`` drops a dynamic window at that frame)."""
+    real = valid[:, :, None, None].expand_as(var4)
+    static = torch.zeros_like(mask4)
+    static[:, :, 0] = True
+    for bad, why in (
+        (torch.isnan(var4) & real, "NaN (variances must be > 0)"),
+        (~(var4 > 0) & mask4 & ~torch.isnan(var4), "<= 0 (variances must be > 0)"),
+        (torch.isinf(var4) & mask4 & static, "inf (static variances, the first D columns, "
+         "must be finite; inf is allowed for dynamic windows only)"),
+    ):
+        if bool(bad.any()):
+            b, t, m, d = torch.nonzero(bad)[0].tolist()
+            raise HMMValueError(
+                f"variances[{b}, {t}, {m * D + d}] (sequence {b}, frame {t}, window {m}, "
+                f"dimension {d}) = {float(var4[b, t, m, d])} is {why}; static variances "
+                "(the first D columns) must be finite and > 0"
+            )
 
 
 def _banded_cholesky_solve(band: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
@@ -183,12 +250,9 @@ def mlpg(
         ValueError: shapes that do not fit (the message gives the shape got and expected),
             an unknown ``boundary``, or a precision matrix that is not positive definite.
     """
-    if not isinstance(means, torch.Tensor):
-        raise HMMTypeError(f"means must be a torch.Tensor, got {type(means).__name__}")
-    if boundary not in _BOUNDARIES:
+    means = _as_float_tensor(means, "means")
+    if not isinstance(boundary, str) or boundary not in _BOUNDARIES:
         raise HMMValueError(f"boundary must be one of {_BOUNDARIES}, got {boundary!r}")
-    if not means.is_floating_point():
-        raise HMMTypeError(f"means must be a floating-point tensor, got {means.dtype}")
     unbatched = means.dim() == 2
     if unbatched:
         means = means.unsqueeze(0)
@@ -196,7 +260,9 @@ def mlpg(
         raise HMMValueError(
             f"means must have shape (B, T, M*D) or (T, M*D), got {tuple(means.shape)}"
         )
-    variances = torch.as_tensor(variances, dtype=means.dtype, device=means.device)
+    variances = _as_float_tensor(variances, "variances", allow_int=True).to(
+        dtype=means.dtype, device=means.device
+    )
     if unbatched and variances.dim() == 2:
         variances = variances.unsqueeze(0)
     try:
@@ -217,6 +283,12 @@ def mlpg(
     D = F // M
     dev = means.device
     lengths = _check_lengths(lengths, B, T, "lengths", dev)
+    if B == 0:
+        out = means.new_zeros(0, T, D)
+        return out[0] if unbatched else out
+    # padded frames are never read (replaced before any arithmetic); NaN / inf in a real
+    # frame of the means is refused with the sequence, frame and column named
+    means = check_real_frames("means", means, lengths, allow_neg_inf=False)
     n_taps = 2 * half + 1
     w = 2 * half  # half-bandwidth of W^T P W
 
@@ -251,14 +323,15 @@ def mlpg(
     var4 = variances.reshape(B, T, M, D)
     mu4 = means.reshape(B, T, M, D)
     mask4 = win_mask[..., None].expand(B, T, M, D)
+    _check_variances(var4, mask4, valid, D)
     safe_var = torch.where(mask4, var4, torch.ones_like(var4))
-    if bool((safe_var[:, :, 0][mask4[:, :, 0]] <= 0).any()) or bool(
-        (~torch.isfinite(safe_var[:, :, 0][mask4[:, :, 0]])).any()
-    ):
-        raise HMMValueError("static variances (the first D columns) must be finite and > 0")
-    if bool((safe_var < 0).any()):
-        raise HMMValueError("variances must be >= 0")
     prec = torch.where(mask4, 1.0 / safe_var, torch.zeros_like(var4))
+    if not bool(torch.isfinite(prec).all()):
+        b, t_, m, d = torch.nonzero(~torch.isfinite(prec))[0].tolist()
+        raise HMMValueError(
+            f"variances[{b}, {t_}, {m * D + d}] = {float(var4[b, t_, m, d]):.3g} is too small for "
+            f"{means.dtype} (its inverse overflows); use float64 or larger variances"
+        )
     mu4 = torch.where(mask4, mu4, torch.zeros_like(mu4))
 
     # band of W^T P W: ordered tap pairs (p, q) contribute to (i, j) = (target_p, target_q)
@@ -308,11 +381,30 @@ class GeneratedSequence(NamedTuple):
     variances: torch.Tensor
 
 
+def _as_durations(durations, name: str = "durations") -> torch.Tensor:
+    if durations is None or isinstance(durations, (str, bytes)):
+        raise HMMTypeError(
+            f"{name} must be a tensor or sequence of whole frame counts, got "
+            f"{type(durations).__name__}"
+        )
+    try:
+        return torch.as_tensor(durations)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise HMMTypeError(
+            f"{name} must be a tensor or sequence of whole frame counts, got "
+            f"{type(durations).__name__} ({err})"
+        ) from None
+
+
 def _check_durations(durations: torch.Tensor, shape: Tuple[int, ...], name: str) -> torch.Tensor:
-    durations = torch.as_tensor(durations)
+    durations = _as_durations(durations, name)
     if tuple(durations.shape) != tuple(shape):
         raise HMMValueError(f"{name} must have shape {tuple(shape)}, got {tuple(durations.shape)}")
     if durations.is_floating_point():
+        if not bool(torch.isfinite(durations).all()):
+            raise HMMValueError(
+                f"{name} must be finite whole numbers of frames, got NaN or inf"
+            )
         if bool((durations != torch.round(durations)).any()):
             raise HMMValueError(f"{name} must be whole numbers of frames")
     elif durations.dtype == torch.bool or durations.is_complex():
@@ -340,12 +432,11 @@ def expand_by_durations(
         duration (padded with zeros) and ``lengths`` ``(B,)`` the total durations; unbatched
         input gives ``(T, F)`` and a 0-dim ``lengths``.
     """
-    if not isinstance(values, torch.Tensor):
-        raise HMMTypeError(f"values must be a torch.Tensor, got {type(values).__name__}")
+    values = _as_float_tensor(values, "values", allow_int=True)
     unbatched = values.dim() == 2
     if unbatched:
         values = values.unsqueeze(0)
-        durations = torch.as_tensor(durations).unsqueeze(0)
+        durations = _as_durations(durations).unsqueeze(0)
     if values.dim() != 3:
         raise HMMValueError(
             f"values must have shape (B, K, F) or (K, F), got {tuple(values.shape)}"
@@ -392,10 +483,9 @@ def generate_from_states(
         :class:`GeneratedSequence` (``features`` ``(B, T, D)``, ``lengths`` ``(B,)``, and the
         frame-level ``means``/``variances``); unbatched input gives unbatched output.
     """
-    if not isinstance(state_means, torch.Tensor):
-        raise HMMTypeError(f"state_means must be a torch.Tensor, got {type(state_means).__name__}")
-    state_variances = torch.as_tensor(
-        state_variances, dtype=state_means.dtype, device=state_means.device
+    state_means = _as_float_tensor(state_means, "state_means")
+    state_variances = _as_float_tensor(state_variances, "state_variances", allow_int=True).to(
+        dtype=state_means.dtype, device=state_means.device
     )
     if state_variances.dim() == 1:
         state_variances = state_variances.expand(state_means.shape)

@@ -21,7 +21,7 @@ from typing import Optional, Tuple, Union
 import torch
 
 from ..errors import HMMTypeError, HMMValueError
-from ..speech.features import MFCC, LogMelSpectrogram, add_deltas
+from ..speech.features import MFCC, LogMelSpectrogram, _as_waveform, add_deltas
 
 FrontEnd = Union[LogMelSpectrogram, MFCC]
 
@@ -70,6 +70,10 @@ class StreamingFrontEnd:
     def __init__(self, front_end: FrontEnd, num_streams: int = 1) -> None:
         self.mel, self.cep = check_streamable(front_end)
         self.front_end = front_end
+        if isinstance(num_streams, bool) or not isinstance(num_streams, int):
+            raise HMMTypeError(f"num_streams must be an integer >= 1, got {num_streams!r}")
+        if num_streams < 1:
+            raise HMMValueError(f"num_streams must be an integer >= 1, got {num_streams!r}")
         self.B = int(num_streams)
         m = self.mel
         self.n_fft, self.hop = m.n_fft, m.hop_length
@@ -103,7 +107,9 @@ class StreamingFrontEnd:
         mel, _, _ = self.mel.mel_power(buf, center=False)
         valid = torch.ones(mel.shape[:2], dtype=torch.bool, device=mel.device)
         x = self.mel._log(mel, valid)
-        return x if self.cep is None else self.cep.cepstra(x)
+        x = x if self.cep is None else self.cep.cepstra(x)
+        # very loud float32 audio is computed in float64 (as offline); frames in buf's dtype
+        return x.to(buf.dtype)
 
     def _advance(self, buf: torch.Tensor, total_frames: Optional[int] = None) -> torch.Tensor:
         """Frames from ``buf`` (starting at the next frame's window); returns (B, F, C) and
@@ -144,22 +150,36 @@ class StreamingFrontEnd:
         return out
 
     def push(self, samples: torch.Tensor) -> torch.Tensor:
-        """Add ``samples`` (B, n); return the frames they complete, (B, F, dim). Bad input
-        (not a floating (B, n) tensor, NaN or inf) raises and leaves the stream unchanged."""
-        if not isinstance(samples, torch.Tensor) or not samples.is_floating_point():
-            raise HMMTypeError(f"samples must be a floating-point tensor, got {type(samples)}")
+        """Add ``samples`` (B, n); return the frames they complete, (B, F, dim).
+
+        ``samples`` follows the offline front end's input rules (tensor, numpy array or list;
+        float16 / bfloat16 computed in float32, int16 / int32 PCM scaled by ``2**15`` /
+        ``2**31``); every chunk of a stream must come in the same (converted) dtype. Bad input
+        (wrong type, dtype or shape, NaN or inf) raises, naming the stream and sample, and
+        leaves the stream unchanged."""
+        samples = _as_waveform(samples, "samples")
         if samples.dim() != 2 or samples.shape[0] != self.B:
             raise HMMValueError(
                 f"samples must have shape (B, n) = ({self.B}, n), got {tuple(samples.shape)}"
             )
+        if self.buf is not None and samples.dtype != self.buf.dtype:
+            raise HMMTypeError(
+                f"samples are {samples.dtype} but this stream started in {self.buf.dtype}; "
+                "give every chunk of a stream in the same dtype (or reset())"
+            )
         if not bool(torch.isfinite(samples).all()):
-            raise HMMValueError("samples contain NaN or inf")
+            b, i = torch.nonzero(~torch.isfinite(samples))[0].tolist()
+            what = "NaN" if bool(torch.isnan(samples[b, i])) else "inf"
+            raise HMMValueError(
+                f"samples contain NaN or inf: {what} in stream {b} at chunk sample {i} (stream "
+                f"sample {self.samples + i}); samples must be finite"
+            )
         if samples.shape[1] == 0:
             return samples.new_zeros(self.B, 0, self.dim)
         if self.buf is None:
             buf = torch.cat([samples.new_zeros(self.B, self.pad), samples], 1)
         else:
-            buf = torch.cat([self.buf.to(samples.dtype), samples], 1)
+            buf = torch.cat([self.buf, samples], 1)
         before = self.state()
         try:
             out = self._emit(self._advance(buf), final=False)
