@@ -14,6 +14,7 @@ from torch import nn
 from .. import core
 from ..core.validation import check_lengths, check_real_frames, mask_padding
 from ..errors import HMMTypeError, HMMValueError
+from ..io.model_file import ModelFileMixin
 from ._common import StateGuard, check_count, restore_on_error
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
@@ -97,7 +98,7 @@ def _as_probs(name: str, p: ArrayLike, shape: Tuple[int, ...]) -> torch.Tensor:
     return t
 
 
-class BaseHMM(StateGuard, nn.Module):
+class BaseHMM(ModelFileMixin, StateGuard, nn.Module):
     """An HMM with K states whose start and transition probabilities are parameters.
 
     Probabilities are stored as unconstrained logits; ``log_initial()`` and
@@ -113,6 +114,8 @@ class BaseHMM(StateGuard, nn.Module):
     other floating dtypes, float16 and bfloat16 included, are converted to it first.
     Failing calls change nothing: ``fit``, ``m_step``, the ``set_*`` setters and
     ``load_state_dict`` check first and put the parameters back if a later step fails.
+    Files: ``save(path)`` / ``Class.load(path)`` (config, parameters and what ``fit`` leaves;
+    see :mod:`pytorch_hmm.io.model_file`); ``get_config()`` / ``from_config(config)``.
     """
 
     def __init__(
@@ -141,6 +144,9 @@ class BaseHMM(StateGuard, nn.Module):
         self.register_buffer("trans_mask", torch.ones(K, K, dtype=torch.bool))
         self.set_startprob(sp)
         self.set_transmat(tm)
+
+    def _config(self) -> dict:
+        return {"num_states": self.num_states, "dtype": self.start_logits.dtype}
 
     # -- parameters -------------------------------------------------------------------------
     def set_startprob(self, startprob: ArrayLike) -> None:
@@ -544,6 +550,13 @@ class HMMPyTorch(BaseHMM):
             initial_probs = torch.zeros(K, dtype=torch.float64)
             initial_probs[0] = 1.0
         super().__init__(K, initial_probs, tm, dtype=dtype)
+
+    def _config(self) -> dict:
+        return {
+            "transition_matrix": self.transmat.double().cpu().tolist(),
+            "initial_probs": self.startprob.double().cpu().tolist(),
+            "dtype": self.start_logits.dtype,
+        }
 
     def _prepare_x(self, x, lengths=None):
         x = as_features(x, self.start_logits, "log_emissions")

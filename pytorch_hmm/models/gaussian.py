@@ -233,6 +233,14 @@ class GaussianHMM(BaseHMM):
         if covars is not None:
             self.set_covars(covars)
 
+    def _config(self) -> dict:
+        return {
+            **super()._config(),
+            "feature_dim": self.feature_dim,
+            "covariance_type": self.covariance_type,
+            "min_covar": self.min_covar,
+        }
+
     # -- parameters -------------------------------------------------------------------------
     def set_means(self, means: ArrayLike) -> None:
         m = as_tensor_arg("means", means)

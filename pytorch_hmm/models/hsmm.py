@@ -12,6 +12,7 @@ from torch import nn
 
 from .. import core
 from ..errors import HMMValueError
+from ..io.model_file import ModelFileMixin
 from ..training.stats import GaussianStats, _Stats, markov_m_step
 from ._common import StateGuard, check_count, check_min_covar, check_real, restore_on_error
 from .base import ArrayLike, as_tensor_arg, check_model_dtype
@@ -58,7 +59,7 @@ def _probs(name: str, p: ArrayLike, shape: Tuple[int, ...], rows_may_be_zero: bo
     return t
 
 
-class HSMM(StateGuard, nn.Module):
+class HSMM(ModelFileMixin, StateGuard, nn.Module):
     """A hidden semi-Markov model: each visit to a state lasts a number of frames drawn from
     the state's duration distribution, an ``nn.Module``.
 
@@ -179,6 +180,22 @@ class HSMM(StateGuard, nn.Module):
             self.log_duration_shape = nn.Parameter(torch.zeros(K, dtype=dtype))
             self.log_duration_rate = nn.Parameter(torch.zeros(K, dtype=dtype))
         self._init_durations()
+
+    def _config(self) -> dict:
+        return {
+            "num_states": self.num_states,
+            "feature_dim": self.feature_dim,
+            "max_duration": self.max_duration,
+            "duration": self.duration_type,
+            "emission": self.emission_type,
+            "covariance_type": self.covariance_type,
+            "topology": self.topology,
+            "num_mixtures": getattr(self.emission, "num_mixtures", 2),
+            "right_censored": self.right_censored,
+            "min_covar": self.emission.min_covar,
+            "duration_floor": self.duration_floor,
+            "dtype": self.dtype,
+        }
 
     # -- parameters -------------------------------------------------------------------------
     @property

@@ -90,6 +90,16 @@ class MixtureGaussianHMM(BaseHMM):
         if covars is not None:
             self.set_covars(covars)
 
+    def _config(self) -> dict:
+        return {
+            **super()._config(),
+            "feature_dim": self.feature_dim,
+            "num_mixtures": self.num_mixtures,
+            "covariance_type": self.covariance_type,
+            "min_covar": self.min_covar,
+            "covariance_center": self.covariance_center,
+        }
+
     # -- parameters -------------------------------------------------------------------------
     def set_weights(self, weights: ArrayLike) -> None:
         """Mixture weights (K, M), rows summing to one."""

@@ -26,6 +26,7 @@ from .. import core
 from ..core.transitions import Transitions
 from ..core.validation import check_lengths
 from ..errors import HMMTypeError, HMMValueError
+from ..io.model_file import ModelFileMixin
 from ._common import StateGuard, check_count, check_real
 from .base import as_features, as_tensor_arg, check_model_dtype
 
@@ -100,7 +101,7 @@ class _Encoder(nn.Module):
         return self.tf(h, src_key_padding_mask=~mask.squeeze(-1)) * mask
 
 
-class NeuralHMM(StateGuard, nn.Module):
+class NeuralHMM(ModelFileMixin, StateGuard, nn.Module):
     """Neural HMM acoustic model for TTS, trained by the engine's exact log-likelihood.
 
     ``NeuralHMM(num_symbols, feature_dim=80, states_per_phone=2, hidden_dim=256,
@@ -166,6 +167,14 @@ class NeuralHMM(StateGuard, nn.Module):
         self.autoregressive = bool(autoregressive)
         self.variance_floor = float(variance_floor)
         self.chunk_frames = int(chunk_frames)
+        # the constructor arguments not kept elsewhere (for get_config)
+        self._arch = {
+            "encoder": encoder,
+            "encoder_layers": int(encoder_layers),
+            "prenet_dim": int(prenet_dim),
+            "prenet_dropout": float(prenet_dropout),
+            "dropout": float(dropout),
+        }
         self.embedding = nn.Embedding(self.num_symbols, H)
         self.encoder = _Encoder(encoder, H, int(encoder_layers), dropout)
         self.state_position = nn.Parameter(torch.randn(self.states_per_phone, H) * 0.1)
@@ -180,6 +189,19 @@ class NeuralHMM(StateGuard, nn.Module):
         with torch.no_grad():  # start near "advance with probability 1/2", unit variances
             self.out.bias.zero_()
         self.to(dtype)
+
+    def _config(self) -> dict:
+        return {
+            "num_symbols": self.num_symbols,
+            "feature_dim": self.feature_dim,
+            "states_per_phone": self.states_per_phone,
+            "hidden_dim": self.hidden_dim,
+            "autoregressive": self.autoregressive,
+            "variance_floor": self.variance_floor,
+            "chunk_frames": self.chunk_frames,
+            **self._arch,
+            "dtype": self.out.weight.dtype,
+        }
 
     # -- inputs -----------------------------------------------------------------------------
     def _check_symbols(self, symbols, symbol_lengths) -> Tuple[torch.Tensor, torch.Tensor]:

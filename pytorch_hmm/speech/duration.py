@@ -17,6 +17,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from ..errors import HMMTypeError, HMMValueError
+from ..io.model_file import ModelFileMixin
 from ..models._common import check_count, check_real
 
 __all__ = ["DurationModel", "DurationPrediction"]
@@ -50,7 +51,7 @@ class _Stats:
     total_sq: torch.Tensor  # (S,)
 
 
-class DurationModel:
+class DurationModel(ModelFileMixin):
     """Gaussian / log-normal duration model per phone, optionally in triphone context.
 
     Args:
@@ -63,6 +64,9 @@ class DurationModel:
             (triphone -> phone -> global model ``"*"``).
         variance_floor: variances are floored at ``variance_floor`` times the global variance.
         min_duration: fewest frames a predicted phone/state gets.
+
+    Files: ``save(path)`` / ``DurationModel.load(path)`` (the library's model file, see
+    :mod:`pytorch_hmm.io.model_file`); :meth:`to_dict` / :meth:`from_dict` for plain JSON.
 
     Example::
 
@@ -312,14 +316,7 @@ class DurationModel:
     def to_dict(self) -> Dict[str, Any]:
         """Plain-Python state (JSON-serialisable)."""
         return {
-            "config": {
-                "n_states": self.n_states,
-                "distribution": self.distribution,
-                "context": self.context,
-                "min_count": self.min_count,
-                "variance_floor": self.variance_floor,
-                "min_duration": self.min_duration,
-            },
+            "config": self._config(),
             "units": {
                 k: {
                     "mean": self.means[k].tolist(),
@@ -334,8 +331,24 @@ class DurationModel:
     def from_dict(cls, state: Dict[str, Any]) -> DurationModel:
         """Inverse of :meth:`to_dict`."""
         model = cls(**state["config"])
-        for k, u in state["units"].items():
-            model.means[k] = torch.tensor(u["mean"], dtype=torch.float64)
-            model.variances[k] = torch.tensor(u["variance"], dtype=torch.float64)
-            model.counts[k] = int(u["count"])
+        model._set_file_state({}, state)
         return model
+
+    def _config(self) -> Dict[str, Any]:
+        return {
+            "n_states": self.n_states,
+            "distribution": self.distribution,
+            "context": self.context,
+            "min_count": self.min_count,
+            "variance_floor": self.variance_floor,
+            "min_duration": self.min_duration,
+        }
+
+    def _file_state(self):
+        return {}, {"units": self.to_dict()["units"]}
+
+    def _set_file_state(self, state_dict, extra) -> None:
+        for k, u in extra["units"].items():
+            self.means[k] = torch.tensor(u["mean"], dtype=torch.float64)
+            self.variances[k] = torch.tensor(u["variance"], dtype=torch.float64)
+            self.counts[k] = int(u["count"])

@@ -28,6 +28,13 @@ from .. import core
 from ..core.inference import ForwardCarry, ViterbiCarry
 from ..core.online import OnlineViterbi
 from ..errors import HMMTypeError, HMMValueError
+from ..io.model_file import (
+    ModelFileMixin,
+    build_nested,
+    fitted_attributes,
+    nested_config,
+    set_fitted_attributes,
+)
 from ..models._common import check_count, check_real
 from ..models.base import as_tensor_arg
 from ..models.factory import left_to_right_hmm
@@ -36,7 +43,7 @@ from .features import StreamingFrontEnd
 __all__ = ["StreamingHMMProcessor"]
 
 
-class StreamingHMMProcessor(nn.Module):
+class StreamingHMMProcessor(ModelFileMixin, nn.Module):
     """Online decoding with any model of the library that gives emission log-likelihoods.
 
     Args:
@@ -70,6 +77,10 @@ class StreamingHMMProcessor(nn.Module):
     once with optional ``lengths`` (B,) (frames of each stream in this chunk, 0 allowed);
     with a ``feature_extractor``, ``(n,)`` or ``(B, n)`` samples (the same ``n`` for every
     stream). See :meth:`process_chunk` for what comes back.
+
+    ``save(path)`` / ``StreamingHMMProcessor.load(path)`` keep the model (with what its
+    ``fit`` left) and the processor's settings, not the streams: a loaded processor starts
+    with fresh streams (``state_dict()`` / ``load_state_dict`` carry a stream mid-way).
     """
 
     def __init__(
@@ -140,6 +151,42 @@ class StreamingHMMProcessor(nn.Module):
         self._front_template = front
         self._static = None
         self.reset()
+
+    # -- files (pytorch_hmm.io.model_file) --------------------------------------------------
+    def _config(self) -> Dict[str, Any]:
+        fe = self.feature_extractor
+        return {
+            "chunk_size": self.chunk_size,
+            "overlap": self.overlap,
+            "max_delay": self.max_delay,
+            "beam": self.beam,
+            "smoothing_lag": self.smoothing_lag,
+            "backend": self.backend,
+            "model": nested_config(self.model, "StreamingHMMProcessor.model"),
+            "feature_extractor": None
+            if fe is None
+            else nested_config(fe, "StreamingHMMProcessor.feature_extractor"),
+        }
+
+    @classmethod
+    def _config_kwargs(cls, config: Dict[str, Any]) -> Dict[str, Any]:
+        kw = dict(config)
+        if "model" in kw:
+            kw["model"] = build_nested(kw["model"], "config['model']")
+        if kw.get("feature_extractor") is not None:
+            kw["feature_extractor"] = build_nested(
+                kw["feature_extractor"], "config['feature_extractor']"
+            )
+        return kw
+
+    def _file_state(self):
+        sd, extra = super()._file_state()
+        extra["model"] = fitted_attributes(self.model)
+        return sd, extra
+
+    def _set_file_state(self, state_dict, extra) -> None:
+        super()._set_file_state(state_dict, extra)
+        set_fitted_attributes(self.model, extra.get("model") or {})
 
     # -- stream state ----------------------------------------------------------------------
     def reset(self) -> None:
