@@ -9,7 +9,8 @@ Runs in a few minutes on a 2-core CPU (``--quick``: under a minute):
    the phone-boundary accuracy against the reference labels;
 4. flat-start forced alignment of festival-dev with boundary accuracy against the exact
    Festival timings, MFA-style lexicon alignment and the real ARCTIC recording; TextGrid,
-   .lab and JSON files written to ``out/forced_alignment``;
+   .lab and JSON files written to ``out/forced_alignment``, and a picture of the bundled-speech
+   alignment (spectrogram, word and phone boundaries: ``pytorch_hmm.plot``) beside them;
 5. TTS parameter generation: state means and variances of the HTS acoustic features of
    arctic_a0001 expanded by the state durations, MLPG, and the mel-cepstral distortion of
    the generated trajectory against the natural one;
@@ -132,6 +133,23 @@ def flat_start_forced_alignment(quick: bool) -> None:
         sys.argv = argv
 
 
+def alignment_picture(tg_dir: Path, quick: bool):
+    """PNG of an alignment section 4 wrote (arctic_a0009, real speech; with --quick the first
+    festival-dev file), beside its TextGrid; None when matplotlib is missing."""
+    from pytorch_hmm.plot import plot_alignment
+
+    name = "dev_slt_0001" if quick else "arctic_a0009"
+    audio = DATA / ("festival-dev/wav" if quick else "arctic") / f"{name}.wav"
+    png = Path(tg_dir) / f"{name}.png"
+    try:
+        plot_alignment(audio, Path(tg_dir) / f"{name}.TextGrid", png, title=f"{name} (flat start)")
+    except ImportError as err:
+        print(f"no picture: {err}")
+        return None
+    print(f"picture of the {name} alignment: {png}")
+    return png
+
+
 def tts_parameter_generation() -> None:
     """HMM-TTS style generation: state statistics -> durations -> MLPG -> MCD."""
     ac = np.load(DATA / "arctic/slt_arctic_demo_data/Y_acoustic/arctic_a0001.npz")["data"]
@@ -184,6 +202,7 @@ def main() -> int:
     supervised_state_alignment()
     section("4. flat-start forced alignment (festival-dev)")
     flat_start_forced_alignment(a.quick)
+    alignment_picture(ROOT / "out" / "forced_alignment", a.quick)
     section("5. TTS parameter generation with MLPG (CMU ARCTIC HTS features)")
     tts_parameter_generation()
     section("6. streaming: online Viterbi on the ARCTIC recording, 10 ms chunks")

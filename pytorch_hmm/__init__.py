@@ -12,6 +12,8 @@ Layout (each part in the folder of its name):
 - ``pytorch_hmm.speech``: features (log-mel, MFCC), MLPG parameter generation, durations.
 - ``pytorch_hmm.metrics``: MCD, F0 RMSE, duration and alignment accuracy.
 - ``pytorch_hmm.io``: HTK ``.lab`` and Praat TextGrid readers and writers.
+- ``pytorch_hmm.export``: TorchScript and ONNX export of scoring, Viterbi, the streaming step.
+- ``pytorch_hmm.plot``: pictures of alignments and training curves (matplotlib, optional).
 
 Names below are imported on first use, so ``import pytorch_hmm`` stays light and optional
 dependencies (librosa, soundfile, praatio, numba) load only when a feature needs them.
@@ -92,6 +94,13 @@ _EXPORTS: Dict[str, str] = {
     "write_lab": "pytorch_hmm.io",
     "read_textgrid": "pytorch_hmm.io",
     "write_textgrid": "pytorch_hmm.io",
+    "load": "pytorch_hmm.io.model_file",
+    # pictures (matplotlib, loaded on the first call)
+    "plot_alignment": "pytorch_hmm.plot",
+    "plot_training_curve": "pytorch_hmm.plot",
+    # export (TorchScript / ONNX)
+    "to_onnx": "pytorch_hmm.export",
+    "to_torchscript": "pytorch_hmm.export",
     # tooling
     "run_quick_test": "pytorch_hmm.quick_test",
     "run_comprehensive_benchmark": "pytorch_hmm.benchmark",
@@ -105,6 +114,8 @@ _SUBMODULES = (
     "speech",
     "metrics",
     "io",
+    "plot",
+    "export",
 )
 
 __all__: List[str] = ["__version__", *_SUBMODULES, *_EXPORTS]

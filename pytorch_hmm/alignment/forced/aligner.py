@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from ... import core
+from ...core.validation import to_tensor
 from ...errors import HMMTypeError, HMMValueError
-from ...io._atomic import atomic_write
 from ...io.labels import Segment
+from ...io.model_file import ModelFileMixin
 from ...models.gaussian import diag_gaussian_log_likelihood
 from ..lexicon import Lexicon, MissingWordError
 from .config import (
@@ -44,6 +45,7 @@ from .training import AlignerTrainingMixin
 __all__ = ["ForcedAligner"]
 
 NEG_INF = float("-inf")
+# the aligner's own formats before the model file (still read: ``_load_legacy``)
 _MAGIC = b"pytorch_hmm.ForcedAligner/2\n"
 _PAYLOAD_FORMAT = "pytorch_hmm.ForcedAligner/1"
 
@@ -86,7 +88,7 @@ def _run_engine(kind: str, state_ll: torch.Tensor, batch: GraphBatch, lengths: t
 # ------------------------------------------------------------------------------------------
 
 
-class ForcedAligner(AlignerTrainingMixin, nn.Module):
+class ForcedAligner(ModelFileMixin, AlignerTrainingMixin, nn.Module):
     """Phone-level HMM forced aligner (see :mod:`pytorch_hmm.alignment.forced`).
 
     Args:
@@ -99,7 +101,12 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
     Parameters are buffers (``means``, ``variances`` (S, M, D), ``log_weights`` (S, M),
     ``log_self_loop`` (S,), ``log_silence`` (2,) = log probability of an optional silence
     between words / at an edge, ``feature_floor`` (D,)), so ``state_dict`` holds the model.
+
+    A word the lexicon lacks is aligned with the phone :attr:`unknown_phone` (``"spn"``, as
+    in MFA) when the phone set holds it; otherwise it is a :class:`MissingWordError`.
     """
+
+    unknown_phone: str = "spn"
 
     def __init__(
         self,
@@ -244,15 +251,7 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
             raise HMMTypeError(f"{where} must be an Utterance, got {type(u).__name__}")
         if not isinstance(u.name, str) or not u.name:
             raise HMMTypeError(f"{where}: name must be a non-empty string, got {u.name!r}")
-        f = u.features
-        if not isinstance(f, torch.Tensor):
-            try:
-                f = torch.as_tensor(f)
-            except (TypeError, ValueError, RuntimeError) as err:
-                raise HMMTypeError(
-                    f"features must be a (T, {self.config.feature_dim}) tensor, got "
-                    f"{type(u.features).__name__}"
-                ) from err
+        f = to_tensor(u.features, f"{where}: features", f"a (T, {self.config.feature_dim}) tensor")
         if f.dtype == torch.bool or f.is_complex():
             raise HMMTypeError(f"features must be real numbers, got {f.dtype}")
         if f.dim() != 2 or f.shape[1] != self.config.feature_dim:
@@ -328,7 +327,12 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
                 sil_after.append(opt)
         elif self.lexicon is not None:
             tokens = [t for t in tokens if not self._is_silence(t)]
-            prons = self.lexicon.lookup(tokens)  # MissingWordError names every missing word
+            unk = self.unknown_phone
+            if unk in self.phone_index and any(t not in self.lexicon for t in tokens):
+                # words the lexicon lacks are aligned with the unknown-word phone (as MFA)
+                prons = [self.lexicon[t] if t in self.lexicon else [(unk,)] for t in tokens]
+            else:
+                prons = self.lexicon.lookup(tokens)  # MissingWordError names every missing word
             for w, ps in zip(tokens, prons):
                 ids = []
                 for p in ps:
@@ -637,48 +641,58 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
         word_segs = [Segment(t_of(a), t_of(e), g.words[w]) for a, e, w in words]
         return UtteranceAlignment(u.name, phones, word_segs, states, score, dur, fs)
 
-    # -- persistence -------------------------------------------------------------------------
-    def save(self, path: PathLike) -> None:
-        """Save config, phone set, lexicon and parameters.
-
-        The file is a header line ``pytorch_hmm.ForcedAligner/2``, a line ``sha256 <hex>``
-        with the checksum of the payload, then the payload: a ``torch.save`` of plain data (no
-        pickled code, loadable with ``weights_only=True``). :meth:`load` refuses a file whose
-        payload does not match its checksum (truncated or altered). The write is atomic: a
-        temporary file in the same folder, fsync-ed, then renamed over ``path``, so an
-        interrupted save leaves the previous file intact."""
-        buf = io.BytesIO()
-        torch.save(
-            {
-                "format": _PAYLOAD_FORMAT,
-                "config": self.config.to_dict(),
-                "phones": list(self.phones),
-                "lexicon": None if self.lexicon is None else self.lexicon.to_dict(),
-                "lexicon_case_sensitive": None
-                if self.lexicon is None
-                else self.lexicon.case_sensitive,
-                "state_dict": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()},
-            },
-            buf,
-        )
-        payload = buf.getvalue()
-        digest = hashlib.sha256(payload).hexdigest()
-        with atomic_write(path, "wb") as f:
-            f.write(_MAGIC + b"sha256 " + digest.encode("ascii") + b"\n")
-            f.write(payload)
+    # -- persistence (the library's model file: pytorch_hmm.io.model_file) -----------------
+    def _config(self) -> dict:
+        return {
+            "phones": list(self.phones),
+            "config": self.config.to_dict(),
+            "n_mixtures": self.n_mixtures,
+        }
 
     @classmethod
-    def load(cls, path: PathLike, *, lexicon: Optional[Lexicon] = None) -> ForcedAligner:
-        """Load a model written by :meth:`save` (``lexicon`` replaces the saved one).
+    def _config_kwargs(cls, config: dict) -> dict:
+        kw = dict(config)
+        if isinstance(kw.get("config"), dict):
+            kw["config"] = AlignerConfig.from_dict(kw["config"])
+        return kw
+
+    def _file_state(self):
+        sd, extra = super()._file_state()
+        extra["lexicon"] = None if self.lexicon is None else self.lexicon.to_dict()
+        extra["lexicon_case_sensitive"] = (
+            None if self.lexicon is None else self.lexicon.case_sensitive
+        )
+        return sd, extra
+
+    def _set_file_state(self, state_dict, extra) -> None:
+        super()._set_file_state(state_dict, extra)
+        if extra.get("lexicon") is not None:
+            self.lexicon = Lexicon.from_dict(
+                extra["lexicon"], case_sensitive=bool(extra.get("lexicon_case_sensitive"))
+            )
+
+    @classmethod
+    def load(
+        cls, path: PathLike, map_location="cpu", *, lexicon: Optional[Lexicon] = None
+    ) -> ForcedAligner:
+        """Load an aligner written by :meth:`save` (``lexicon`` replaces the saved one).
 
         Raises :class:`HMMValueError` naming the file when it is not a saved aligner, is
-        truncated or altered (checksum mismatch), or holds inconsistent parameters; files of
-        the first format (no checksum) still load, with a warning to re-save them."""
+        truncated or altered (checksum mismatch), or holds inconsistent parameters (see
+        :mod:`pytorch_hmm.io.model_file`); files of the aligner's earlier formats
+        (``pytorch_hmm.ForcedAligner/2``, and 1 without a checksum) still load, with a
+        warning to re-save them."""
         if lexicon is not None and not isinstance(lexicon, Lexicon):
             raise HMMTypeError(f"lexicon must be a Lexicon or None, got {type(lexicon).__name__}")
-        name = os.fspath(path)
-        with open(path, "rb") as f:  # OSError (missing, unreadable) passes through
-            data = f.read()
+        m = super().load(path, map_location)
+        if lexicon is not None:
+            m.lexicon = lexicon
+        return m
+
+    @classmethod
+    def _load_legacy(cls, name: str, data: bytes) -> Optional[ForcedAligner]:
+        """An aligner of the formats before the library's model file; None when ``data`` is a
+        torch.save file of something else."""
         if data.startswith(_MAGIC):
             head, sep, payload = data[len(_MAGIC) :].partition(b"\n")
             if not sep or not head.startswith(b"sha256 "):
@@ -689,34 +703,32 @@ class ForcedAligner(AlignerTrainingMixin, nn.Module):
                     f"{name}: checksum mismatch: the saved ForcedAligner is truncated or "
                     f"altered ({len(data)} bytes); save the model again"
                 )
-        elif data.startswith(b"PK"):  # format 1: a bare torch.save zip, no checksum
-            payload = data
-            warnings.warn(
-                f"{name} is a ForcedAligner file of the first format, which has no checksum; "
-                "re-save it with ForcedAligner.save to protect it",
-                stacklevel=2,
-            )
-        else:
-            raise HMMValueError(f"{name} is not a saved ForcedAligner")
+            old = "an earlier format (pytorch_hmm.ForcedAligner/2)"
+        else:  # format 1: a bare torch.save zip, no checksum
+            payload, old = data, "the first format, which has no checksum"
         try:
             d = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
         except Exception as err:  # unpickling errors of every kind
-            raise HMMValueError(f"{name} is not a saved ForcedAligner ({err})") from err
+            if data.startswith(_MAGIC):
+                raise HMMValueError(f"{name} is not a saved ForcedAligner ({err})") from err
+            return None
         if not isinstance(d, dict) or d.get("format") != _PAYLOAD_FORMAT:
-            raise HMMValueError(f"{name} is not a saved ForcedAligner")
+            if data.startswith(_MAGIC):
+                raise HMMValueError(f"{name} is not a saved ForcedAligner")
+            return None
+        warnings.warn(
+            f"{name} is a ForcedAligner file of {old}; re-save it with ForcedAligner.save "
+            "to get the library's model file format",
+            stacklevel=5,
+        )
         try:
-            if lexicon is None and d.get("lexicon") is not None:
-                lexicon = Lexicon.from_dict(
-                    d["lexicon"], case_sensitive=bool(d.get("lexicon_case_sensitive"))
-                )
             sd = d["state_dict"]
             m = cls(
                 d["phones"],
                 AlignerConfig.from_dict(d["config"]),
-                lexicon,
                 n_mixtures=int(sd["means"].shape[1]),
             )
-            m.load_state_dict(sd)
+            m._set_file_state(sd, d)
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
             raise HMMValueError(
                 f"{name}: inconsistent saved ForcedAligner ({error_message(err)})"

@@ -188,7 +188,9 @@ class Utterance:
     or list of words (looked up in the lexicon) or, without a lexicon, of phones (silence
     tokens such as ``pau`` mark where a pause may be); ``pronunciations``: optional explicit
     phone sequence of each word (then the lexicon is not used); ``duration`` in seconds
-    (default: frames times the frame shift).
+    (default: frames times the frame shift); ``speaker``: optional speaker name (recorded by
+    :func:`~pytorch_hmm.alignment.corpus.load_corpus`; the front end normalises each
+    utterance on its own, so it does not change the features).
     """
 
     name: str
@@ -196,6 +198,7 @@ class Utterance:
     transcript: TranscriptLike
     pronunciations: Optional[Sequence[Sequence[str]]] = None
     duration: Optional[float] = None
+    speaker: Optional[str] = None
 
 
 class AlignmentError(HMMValueError):
