@@ -46,7 +46,8 @@ def dtw(cost: np.ndarray) -> DTWResult:
     diagonal step, then the step along the rows ``(1, 0)``.
 
     Args:
-        cost: ``(N, M)`` non-negative local costs, ``N, M >= 1``.
+        cost: ``(N, M)`` finite local costs, ``N, M >= 1`` (negative ones are fine: every path
+            is monotone and finite, so the minimum sum is well defined).
 
     Returns:
         :class:`DTWResult`.
