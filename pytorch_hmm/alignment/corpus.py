@@ -54,6 +54,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import HMMTypeError, HMMValueError
+from ..metrics._common import check_segments
 from ..metrics.alignment import DEFAULT_TOLERANCES, BoundaryAccuracy, boundary_accuracy
 
 __all__ = [
@@ -557,17 +558,7 @@ def phone_boundaries(
     the file) follows it in the reference, ``after_pause`` (default: this segmentation's
     own pauses). Returns ``(times, phones, after_pause)``."""
     sil = set(silences)
-    for k, seg in enumerate(segments):
-        if isinstance(seg, str) or len(seg) != 3:
-            raise HMMValueError(f"segment {k} must be (start, end, label), got {seg!r}")
-        try:
-            s, e = float(seg[0]), float(seg[1])
-        except (TypeError, ValueError) as err:
-            raise HMMValueError(f"segment {k}: times must be numbers, got {seg!r}") from err
-        if not (np.isfinite(s) and np.isfinite(e)) or s < 0 or e < s:
-            raise HMMValueError(
-                f"segment {k}: times must be finite with 0 <= start <= end, got {seg!r}"
-            )
+    segments = check_segments(segments)
     phones = [(float(s), float(e), str(lab)) for s, e, lab in segments if str(lab) not in sil]
     if after_pause is None:
         after_pause = []

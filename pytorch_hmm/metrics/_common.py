@@ -143,3 +143,21 @@ def batch_pair(
 
 def frame_mask(lengths: torch.Tensor, total: int) -> torch.Tensor:
     return torch.arange(total, device=lengths.device)[None] < lengths[:, None]
+
+
+def check_segments(segments) -> list:
+    """``segments`` as a list of ``(start, end, label)`` with finite times, 0 <= start <= end;
+    ``HMMValueError`` naming the first bad segment otherwise."""
+    segs = list(segments)
+    for k, seg in enumerate(segs):
+        if isinstance(seg, str) or len(seg) != 3:
+            raise HMMValueError(f"segment {k} must be (start, end, label), got {seg!r}")
+        try:
+            s, e = float(seg[0]), float(seg[1])
+        except (TypeError, ValueError) as err:
+            raise HMMValueError(f"segment {k}: times must be numbers, got {seg!r}") from err
+        if not (math.isfinite(s) and math.isfinite(e)) or s < 0 or e < s:
+            raise HMMValueError(
+                f"segment {k}: times must be finite with 0 <= start <= end, got {seg!r}"
+            )
+    return segs

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import HMMTypeError, HMMValueError
-from ._common import as_labels, batch_pair, check_scalar, frame_mask
+from ._common import as_labels, batch_pair, check_scalar, check_segments, frame_mask
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -103,18 +103,7 @@ def boundary_times(
     end. A 1-D array of times is returned as it is (labels None).
     """
     if _is_segments(segmentation):
-        segs = list(segmentation)
-        for k, s in enumerate(segs):
-            if len(s) != 3:
-                raise HMMValueError(f"segment {k} must be (start, end, label), got {s!r}")
-            try:
-                a, e = float(s[0]), float(s[1])
-            except (TypeError, ValueError) as err:
-                raise HMMValueError(f"segment {k}: times must be numbers, got {s!r}") from err
-            if not (np.isfinite(a) and np.isfinite(e)) or a < 0 or e < a:
-                raise HMMValueError(
-                    f"segment {k}: times must be finite with 0 <= start <= end, got {s!r}"
-                )
+        segs = check_segments(segmentation)
         times = [float(s[0]) for s in segs[1:]]
         if include_edges:
             times = [float(segs[0][0])] + times + [float(segs[-1][1])]

@@ -186,6 +186,22 @@ def generate_with_durations(
         return out.features.squeeze(0) if out.features.dim() == 3 else out.features
 
 
+def check_gaussian_parameters(model) -> None:
+    """``HMMValueError`` unless ``model``'s means are finite and its stored (log-)covariances
+    give finite positive variances (Gaussian and mixture models alike)."""
+    if not bool(torch.isfinite(model.means.detach()).all()):
+        raise HMMValueError("means must be finite")
+    if model.covariance_type == "diag":
+        v = model.log_covars.detach().exp()
+    else:
+        v = torch.diagonal(model.scale_tril().detach(), dim1=-2, dim2=-1)
+    if not bool((torch.isfinite(v) & (v > 0)).all()):
+        raise HMMValueError(
+            "the stored (log-)covariances give variances that are not finite and positive "
+            f"in {model.means.dtype} (e.g. log-variances beyond the exponent's range)"
+        )
+
+
 class GaussianHMM(BaseHMM):
     """HMM with Gaussian emissions, an ``nn.Module``.
 
@@ -326,17 +342,7 @@ class GaussianHMM(BaseHMM):
 
     def _check_parameters(self) -> None:
         super()._check_parameters()
-        if not bool(torch.isfinite(self.means.detach()).all()):
-            raise HMMValueError("means must be finite")
-        if self.covariance_type == "diag":
-            v = self.log_covars.detach().exp()
-        else:
-            v = torch.diagonal(self.scale_tril().detach(), dim1=-2, dim2=-1)
-        if not bool((torch.isfinite(v) & (v > 0)).all()):
-            raise HMMValueError(
-                "the stored (log-)covariances give variances that are not finite and positive "
-                f"in {self.means.dtype} (e.g. log-variances beyond the exponent's range)"
-            )
+        check_gaussian_parameters(self)
 
     def _em_features(self, x: torch.Tensor):
         """What EM computes from the features at every iteration and can keep: for diagonal

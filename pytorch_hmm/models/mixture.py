@@ -14,6 +14,7 @@ from .base import ArrayLike, BaseHMM, as_tensor_arg
 from .gaussian import (
     _data_covariance,
     _diag_log_density,
+    check_gaussian_parameters,
     check_hmmlearn_model,
     full_covars_to_raw,
     full_gaussian_log_likelihood,
@@ -212,17 +213,7 @@ class MixtureGaussianHMM(BaseHMM):
 
     def _check_parameters(self) -> None:
         super()._check_parameters()
-        if not bool(torch.isfinite(self.means.detach()).all()):
-            raise HMMValueError("means must be finite")
-        if self.covariance_type == "diag":
-            v = self.log_covars.detach().exp()
-        else:
-            v = torch.diagonal(self.scale_tril().detach(), dim1=-2, dim2=-1)
-        if not bool((torch.isfinite(v) & (v > 0)).all()):
-            raise HMMValueError(
-                "the stored (log-)covariances give variances that are not finite and positive "
-                f"in {self.means.dtype} (e.g. log-variances beyond the exponent's range)"
-            )
+        check_gaussian_parameters(self)
         if not bool(torch.isfinite(self.log_weights().detach()).all()):
             raise HMMValueError("the weight logits give non-finite mixture weights")
 
